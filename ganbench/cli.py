@@ -1,0 +1,146 @@
+"""Command line: argument parsing and printing only; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ganbench.errors import UserError
+
+DEFAULT_OUT = "ganbench-results"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (inclusive) or a mix."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ganbench", description="Reproducible GAN baselines, metrics and comparison tables.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="train and evaluate a suite (default: quick) or one setting over seeds")
+    r.add_argument("--suite", help="suite name (see `ganbench list suites`) or a .toml file; default: quick")
+    r.add_argument("--model", help="single setting: model name")
+    r.add_argument("--loss", help="single setting: loss name")
+    r.add_argument("--dataset", help="single setting: dataset name")
+    r.add_argument("--seeds", type=_seeds, help="seeds, e.g. 0,1,2 or 0-4 (overrides the suite's)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field for every run, parsed by its type (repeatable)")
+    r.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars or per-run lines")
+
+    t = sub.add_parser("table", help="print the comparison table of a results folder")
+    t.add_argument("dir", help="results folder")
+    t.add_argument("--format", default="md", choices=["md", "csv"], help="md (default) or csv")
+
+    ls = sub.add_parser("list", help="list registered models, losses, datasets, metrics or suites")
+    ls.add_argument("what", choices=["models", "losses", "datasets", "metrics", "suites"])
+    return p
+
+
+def _suite_from_args(args):
+    from ganbench.config import load_suite, parse_overrides, single_setting_suite
+
+    overrides = parse_overrides(args.overrides)
+    single = {k: getattr(args, k) for k in ("model", "loss", "dataset") if getattr(args, k)}
+    if single and args.suite:
+        raise UserError("give either --suite or --model/--loss/--dataset, not both")
+    if single:
+        return single_setting_suite({**single, **overrides}, args.seeds or [0])
+    return load_suite(args.suite or "quick", overrides, args.seeds)
+
+
+def cmd_run(args) -> int:
+    from ganbench.executors import run_suite, validate_suite
+    from ganbench.seeding import resolve_device, set_deterministic
+    from ganbench.store import load_results
+    from ganbench.tables import render
+
+    suite = _suite_from_args(args)
+    device = resolve_device(args.device)
+    validate_suite(suite)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    set_deterministic(device)
+    n = len(suite.runs())
+    print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {device} -> {out}")
+    start = time.perf_counter()
+    outcomes = run_suite(suite, out, device, progress=not args.no_progress)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    diverged = sum(o.status == "diverged" for o in outcomes)
+    print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged\n")
+    df = load_results(out)
+    print(render(df[df["run_id"].isin({o.config.run_id for o in outcomes})], "md"))
+    return 0
+
+
+def cmd_table(args) -> int:
+    from ganbench.store import load_results
+    from ganbench.tables import render
+
+    print(render(load_results(Path(args.dir)), args.format))
+    return 0
+
+
+def cmd_list(args) -> int:
+    what = args.what
+    if what == "suites":
+        from ganbench.config import available_suites, load_suite
+
+        for name, path in available_suites().items():
+            s = load_suite(str(path))
+            print(f"{name:12s} {len(s.runs()):4d} runs  {s.description}")
+        return 0
+    if what == "metrics":
+        from ganbench.metrics import METRICS
+
+        for name, m in sorted(METRICS.items()):
+            print(f"{name:12s} {m.arrow}  n={m.num_fake:<6d} {m.description}")
+        return 0
+    if what == "losses":
+        from ganbench.losses import LOSSES
+
+        for name, loss in sorted(LOSSES.items()):
+            print(f"{name:12s} {loss.description}")
+        return 0
+    from ganbench.data import DATASETS
+    from ganbench.models import MODELS
+
+    registry = {"models": MODELS, "datasets": DATASETS}[what]
+    for name, factory in sorted(registry.items()):
+        doc = (factory.__doc__ or "").strip().splitlines()
+        print(f"{name:12s} {doc[0] if doc else ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "table": cmd_table, "list": cmd_list}[args.command](args)
+    except UserError as e:
+        print(f"ganbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

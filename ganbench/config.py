@@ -1,0 +1,287 @@
+"""Run configuration: one frozen, typed dataclass, TOML suites and typed ``--set`` overrides.
+
+Every value that can change a result lives in ``RunConfig``; its content hash is the run id, so two
+runs with the same id are the same experiment. Execution choices that must not change a result
+(device, output folder, progress bars) are not part of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from ganbench.errors import UserError, suggest as _suggest
+
+SUITE_DIRS = (Path(__file__).resolve().parent.parent / "baselines", Path.cwd() / "baselines")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Every field changes the result; the hash of all of them is the run id."""
+
+    model: str = "mlp"  # generator/discriminator pair (see `ganbench list models`)
+    loss: str = "ns"  # adversarial objective (see `ganbench list losses`)
+    dataset: str = "ring8"  # training data and reference distribution (`ganbench list datasets`)
+    seed: int = 0  # training seed: initialisation, data order and training noise derive from it
+    steps: int = 2000  # generator updates
+    batch_size: int = 256  # samples per discriminator and per generator update
+    optimizer: str = "adam"  # "adam" or "rmsprop", for both networks
+    lr_g: float = 1e-3  # generator learning rate
+    lr_d: float = 1e-3  # discriminator learning rate
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2); ignored by rmsprop
+    n_dis: int = 1  # discriminator updates per generator update
+    gp_weight: float = 10.0  # gradient-penalty weight, used by losses that have a penalty
+    z_dim: int = 2  # latent dimension (standard normal prior)
+    width: int = 128  # hidden units (MLP) or base channels (CNN)
+    depth: int = 3  # hidden layers of the MLP generator and discriminator
+    spectral_norm: bool = False  # spectral normalisation on every discriminator layer
+    eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
+    eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
+    metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check_type(f.name, _HINTS[f.name], getattr(self, f.name)))
+        _check_ranges(self)
+
+    @property
+    def run_id(self) -> str:
+        """Content hash of the whole config: same id, same experiment."""
+        return _digest(self.to_dict())
+
+    @property
+    def group_id(self) -> str:
+        """Content hash without the seed: runs that differ only by seed share it."""
+        d = self.to_dict()
+        del d["seed"]
+        return _digest(d)
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> RunConfig:
+        unknown = sorted(set(values) - set(_HINTS))
+        if unknown:
+            raise UserError(f"{where}: unknown config key {_suggest(unknown[0], _HINTS)}")
+        return cls(**values)
+
+
+_HINTS = typing.get_type_hints(RunConfig)
+_POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth")
+_NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed")
+_OPTIMIZERS = ("adam", "rmsprop")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _digest(d: dict) -> str:
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _check_type(name: str, hint, value):
+    """Return ``value`` as the field's type (ints pass as floats, lists as tuples) or raise."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key {name!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if len(args) != len(value):
+            raise UserError(f"config key {name!r} needs {len(args)} values, got {len(value)}")
+        return tuple(_check_type(name, a, v) for a, v in zip(args, value))
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[hint]
+    if not ok:
+        raise UserError(f"config key {name!r} must be {hint.__name__}, got {value!r}")
+    if hint is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"config key {name!r} must be finite, got {value!r}")
+    return value
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    for name in _POSITIVE:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"config key {name!r} must be > 0, got {getattr(cfg, name)!r}")
+    for name in _NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise UserError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)!r}")
+    if not all(0.0 <= b < 1.0 for b in cfg.betas):
+        raise UserError(f"config key 'betas' must lie in [0, 1), got {list(cfg.betas)}")
+    if cfg.optimizer not in _OPTIMIZERS:
+        raise UserError(f"config key 'optimizer': unknown optimizer {_suggest(cfg.optimizer, _OPTIMIZERS)}")
+    for key in ("model", "loss", "dataset"):
+        if not getattr(cfg, key):
+            raise UserError(f"config key {key!r} must not be empty")
+
+
+def _parse_text(name: str, hint, text: str):
+    """Parse one ``--set`` value by the field's type."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        items = [t.strip() for t in text.strip("()[] ").split(",") if t.strip()]
+        args = typing.get_args(hint)
+        item_hint = args[0]
+        return tuple(_parse_text(name, item_hint, t) for t in items)
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise UserError(f"--set {name}: expected true or false, got {text!r}")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise UserError(f"--set {name}: expected {hint.__name__}, got {text!r}") from None
+    return text
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["steps=500", "betas=0.0,0.9"]`` -> typed dict; unknown keys are errors."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        if key not in _HINTS:
+            raise UserError(f"--set: unknown config key {_suggest(key, _HINTS)}")
+        out[key] = _parse_text(key, _HINTS[key], text)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Suites: TOML files of settings x seeds
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of settings, each run once per seed."""
+
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    settings: tuple[tuple[str, RunConfig], ...]  # (label, config with seed 0)
+    path: str = ""
+
+    def runs(self) -> list[tuple[str, RunConfig]]:
+        """Every (label, config) pair, settings in file order, seeds innermost."""
+        return [(label, cfg.replace(seed=s)) for label, cfg in self.settings for s in self.seeds]
+
+
+_SUITE_KEYS = {"name", "description", "seeds", "defaults", "matrix", "settings"}
+_SETTING_EXTRA = {"label"}
+
+
+def default_label(values: dict) -> str:
+    label = f"{values.get('model', RunConfig.model)}/{values.get('loss', RunConfig.loss)}"
+    return label + "+sn" if values.get("spectral_norm") else label
+
+
+def suite_path(name_or_file: str) -> Path:
+    """A suite file path, or the name of a suite in ``baselines/``."""
+    p = Path(name_or_file)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise UserError(f"suite file not found: {p}")
+        return p
+    known = available_suites()
+    if name_or_file not in known:
+        raise UserError(f"unknown suite {_suggest(name_or_file, known)}")
+    return known[name_or_file]
+
+
+def available_suites() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in SUITE_DIRS:
+        for p in sorted(d.glob("*.toml")) if d.is_dir() else ():
+            found.setdefault(p.stem, p)
+    return found
+
+
+def load_suite(name_or_file: str, overrides: dict | None = None, seeds: list[int] | None = None) -> Suite:
+    path = suite_path(name_or_file)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    return suite_from_dict(doc, str(path), overrides or {}, seeds)
+
+
+def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | None = None) -> Suite:
+    unknown = sorted(set(doc) - _SUITE_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown suite key {_suggest(unknown[0], _SUITE_KEYS)}")
+    defaults = dict(doc.get("defaults", {}))
+    matrix = dict(doc.get("matrix", {}))
+    for key, values in matrix.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: matrix key {key!r} must be a non-empty list")
+    entries = doc.get("settings") or [{}]
+    seeds = list(seeds) if seeds is not None else list(doc.get("seeds", [0]))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise UserError(f"{where}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: repeated seed in {seeds!r}")
+    settings: list[tuple[str, RunConfig]] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: settings[{i}] must be a table")
+        entry = dict(entry)
+        label = entry.pop("label", None)
+        free = {k: v for k, v in matrix.items() if k not in entry}
+        for combo in itertools.product(*free.values()):
+            values = {**defaults, **dict(zip(free, combo)), **entry, **overrides}
+            values.pop("seed", None)
+            cfg = RunConfig.from_dict(values, where=f"{where}: settings[{i}]")
+            name = label or default_label(values)
+            settings.append((name, cfg))
+    ids = [cfg.run_id for _, cfg in settings]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{where}: two settings give the same config")
+    return Suite(
+        name=str(doc.get("name", Path(where).stem)),
+        description=str(doc.get("description", "")),
+        seeds=tuple(seeds),
+        settings=tuple(settings),
+        path=where,
+    )
+
+
+def single_setting_suite(values: dict, seeds: list[int]) -> Suite:
+    """The suite behind ``ganbench run --model M --loss L --dataset D --seeds ...``."""
+    return suite_from_dict({"name": "adhoc", "settings": [values]}, "command line", {}, seeds)
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """Per-key differences between two config dicts, for refusing a mismatched resume."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+

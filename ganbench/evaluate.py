@@ -1,0 +1,77 @@
+"""Evaluation: a generator -> samples drawn with the eval seed -> features -> metric values.
+
+Sampling, feature extraction and metric math are separate steps: features are computed once per
+extractor and shared by every metric that reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+from torch import nn
+
+from ganbench.errors import UserError
+from ganbench.features import FEATURES
+from ganbench.metrics import METRICS, Metric
+from ganbench.seeding import make_generator
+
+
+class NonFiniteSamples(UserError):
+    """Samples contain NaN or Inf: a diverged generator, or bad input."""
+
+
+@torch.no_grad()
+def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.device, batch: int = 5000) -> torch.Tensor:
+    """n samples (CPU, float32) from latents drawn on the CPU with the eval seed.
+
+    Latents come from a CPU generator so that every device sees the same noise.
+    """
+    z = torch.randn(n, z_dim, generator=make_generator(eval_seed, "eval"))
+    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(batch)])
+
+
+def check_samples(samples: torch.Tensor, dataset) -> None:
+    """Shape must match one dataset sample; values must be finite."""
+    expected = tuple(dataset.shape)
+    if tuple(samples.shape[1:]) != expected:
+        raise UserError(f"samples have shape {tuple(samples.shape)}, expected (N, {', '.join(map(str, expected))})")
+    bad = (~torch.isfinite(samples)).flatten(1).any(dim=1)
+    if bad.any():
+        raise NonFiniteSamples(f"{int(bad.sum())} of {len(samples)} samples contain NaN or Inf")
+
+
+def resolve_metrics(names: tuple[str, ...], dataset) -> list[Metric]:
+    """The metrics to compute: the named ones, or the dataset's defaults."""
+    return [METRICS[n] for n in (names or dataset.default_metrics)]
+
+
+def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> dict[str, float]:
+    """Each metric on the first ``metric.num_fake`` samples; features computed once per extractor."""
+    check_samples(samples, dataset)
+    features = {}
+    values = {}
+    for m in metrics:
+        if len(samples) < m.num_fake:
+            raise UserError(f"metric {m.name!r} needs {m.num_fake} samples, got {len(samples)}")
+        key = (m.features, m.num_fake)
+        if key not in features:
+            features[key] = FEATURES[m.features](samples[: m.num_fake], dataset)
+        values[m.name] = float(m.fn(features[key]))
+    return values
+
+
+def protocol(metric: Metric, eval_seed: int) -> dict:
+    """Everything that must match for two values of a metric to be comparable."""
+    return {
+        "metric_version": metric.version,
+        "features": metric.features,
+        "num_fake": metric.num_fake,
+        "num_real": metric.num_real,
+        "eval_seed": eval_seed,
+    }
+
+
+def protocol_id(p: dict) -> str:
+    return hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:12]

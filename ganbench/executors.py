@@ -1,0 +1,147 @@
+"""Running suites: validate everything first, then train and evaluate each run, then append rows.
+
+Each run's rows are appended in one write after the run ends, so ``results.jsonl`` only ever holds
+complete runs; a run whose final rows are already there is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ganbench.config import RunConfig, Suite
+from ganbench.data import DATASETS
+from ganbench.evaluate import NonFiniteSamples, compute_metrics, generate, protocol, protocol_id, resolve_metrics
+from ganbench.features import FEATURES
+from ganbench.losses import LOSSES
+from ganbench.models import MODELS
+from ganbench.plots import scatter_2d
+from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
+from ganbench.train import train
+
+
+@dataclass
+class Outcome:
+    label: str
+    config: RunConfig
+    status: str  # "ok", "diverged" or "skipped" (already in the results folder)
+    values: dict[str, float | None]
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+def validate_suite(suite: Suite) -> None:
+    """Resolve every name of every run before any work starts (unknown names raise UserError)."""
+    for _, cfg in suite.settings:
+        MODELS[cfg.model]
+        LOSSES[cfg.loss]
+        dataset = DATASETS[cfg.dataset](cfg)
+        for m in resolve_metrics(cfg.metrics, dataset):
+            FEATURES[m.features]
+
+
+def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values: dict, status: str,
+          reason: str | None, env: dict, metrics, extra: dict | None = None) -> list[dict]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    for m in metrics:
+        p = protocol(m, cfg.eval_seed)
+        rows.append({
+            "schema": SCHEMA, "suite": suite, "label": label,
+            "run_id": cfg.run_id, "group_id": cfg.group_id,
+            "model": cfg.model, "loss": cfg.loss, "dataset": cfg.dataset, "seed": cfg.seed,
+            "step": step, "final": final,
+            "metric": m.name, "value": values.get(m.name), "higher_is_better": m.higher_is_better,
+            "status": status, "reason": reason,
+            "protocol": p, "protocol_id": protocol_id(p),
+            "config": cfg.to_dict(), "env": env, "time": now, **(extra or {}),
+        })
+    return rows
+
+
+def _history_csv(history: list[dict]) -> str:
+    buf = io.StringIO()
+    if history:
+        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    return buf.getvalue()
+
+
+def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True) -> Outcome:
+    run_dir = Path(out) / "runs" / cfg.run_id
+    atomic_write_json(run_dir / "config.json", {
+        "run_id": cfg.run_id, "group_id": cfg.group_id, "label": label, "suite": suite, "config": cfg.to_dict(),
+    })
+    dataset = DATASETS[cfg.dataset](cfg)
+    metrics = resolve_metrics(cfg.metrics, dataset)
+    n_eval = max(m.num_fake for m in metrics)
+    env = environment(device)
+    rows: list[dict] = []
+
+    def evaluate_at(step: int, g) -> tuple[dict, str, str | None, torch.Tensor]:
+        samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device)
+        try:
+            return compute_metrics(samples, dataset, metrics), "ok", None, samples
+        except NonFiniteSamples as e:
+            return {}, "diverged", f"non-finite samples at step {step}: {e}", samples
+
+    def on_eval(step: int, g) -> None:
+        values, status, reason, _ = evaluate_at(step, g)
+        rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics))
+
+    bar = tqdm(total=cfg.steps, desc=f"{label} {cfg.dataset} seed {cfg.seed}", leave=False, disable=None if progress else True)
+    result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(1))
+    bar.close()
+
+    t0 = time.perf_counter()
+    if result.diverged:
+        values, status, reason = {}, "diverged", result.diverged
+    else:
+        values, status, reason, samples = evaluate_at(result.steps_done, result.generator)
+        if hasattr(dataset, "means"):
+            scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset} · seed {cfg.seed}")
+    eval_seconds = time.perf_counter() - t0
+    timing = {
+        "steps_done": result.steps_done,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": eval_seconds,
+        "samples_per_s": result.steps_done * cfg.batch_size / max(result.train_seconds, 1e-9),
+    }
+    rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics, {"timing": timing}))
+    atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
+    atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing})
+    append_rows(out, rows)
+    return Outcome(label, cfg, status, values, reason, result.train_seconds + eval_seconds)
+
+
+def _describe(o: Outcome) -> str:
+    if o.status != "ok":
+        return f"{o.status}: {o.reason}"
+    return " ".join(f"{k} {v:.4g}" for k, v in o.values.items()) + f"  ({o.seconds:.1f} s)"
+
+
+def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True) -> list[Outcome]:
+    """Run every (setting, seed) of ``suite`` into ``out`` one after another."""
+    validate_suite(suite)
+    done = finished_run_ids(out)
+    runs = suite.runs()
+    outcomes = []
+    bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=None if progress else True)
+    for i, (label, cfg) in enumerate(bar, 1):
+        if cfg.run_id in done:
+            outcomes.append(Outcome(label, cfg, "skipped", {}, "already in results"))
+            continue
+        o = run_one(label, cfg, suite.name, out, device, progress)
+        outcomes.append(o)
+        if progress:
+            tqdm.write(f"[{i}/{len(runs)}] {label} {cfg.dataset} seed {cfg.seed}: {_describe(o)}")
+    bar.close()
+    return outcomes

@@ -1,0 +1,88 @@
+"""Comparison tables: final results grouped by setting, mean ± std over seeds.
+
+Tables are derived views of the rows in ``results.jsonl``; they never change the rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ganbench.errors import UserError
+
+GROUP = ["dataset", "label", "model", "loss", "group_id"]
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The final evaluation of each run, one row per (run, metric); the newest wins on repeats."""
+    if df.empty:
+        return df
+    final = df[df["final"].astype(bool)]
+    return final.drop_duplicates(subset=["run_id", "metric"], keep="last")
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table: one row per (setting, metric, protocol) with mean, std, n and diverged runs."""
+    final = final_rows(df)
+    if final.empty:
+        raise UserError("no final results to tabulate")
+    keys = GROUP + ["metric", "protocol_id", "higher_is_better"]
+    out = []
+    for key, g in final.groupby(keys, sort=False, dropna=False):
+        values = pd.to_numeric(g["value"], errors="coerce")
+        ok = values[g["status"] == "ok"].dropna()
+        out.append({
+            **dict(zip(keys, key)),
+            "mean": ok.mean() if len(ok) else math.nan,
+            "std": ok.std(ddof=1) if len(ok) > 1 else math.nan,
+            "n": int(g["seed"].nunique()),
+            "diverged": int((g["status"] != "ok").sum()),
+        })
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "—"
+    digits = 3 if abs(mean) < 10 else 2 if abs(mean) < 1000 else 0
+    text = f"{mean:.{digits}f}"
+    return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
+
+
+def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide table for people: one row per setting, one ``mean ± std`` column per metric (with ↑/↓)."""
+    s = summarize(df)
+    s["column"] = s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"})
+    s["cell"] = [_fmt(m, sd) for m, sd in zip(s["mean"], s["std"])]
+    # A setting evaluated under two protocols (e.g. an old metric version) gets one line per protocol.
+    s["protocols"] = s.groupby(GROUP + ["metric"])["protocol_id"].transform("nunique")
+    s["variant"] = s["protocol_id"].where(s["protocols"] > 1, "")
+    index = GROUP + ["variant"]
+    wide = s.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
+    counts = s.groupby(index, sort=False).agg(n=("n", "max"), diverged=("diverged", "max"))
+    table = counts.join(wide).reset_index()
+    table["setting"] = table["label"] + table["variant"].map(lambda v: f" [protocol {v}]" if v else "")
+    metric_cols = list(dict.fromkeys(s["column"]))
+    return table[["dataset", "setting", "n", "diverged"] + metric_cols]
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    cells = [[str(v) for v in row] for row in table.itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(cols)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cols), rule] + [line(r) for r in cells])
+
+
+FORMATS = ("md", "csv")
+
+
+def render(df: pd.DataFrame, fmt: str = "md") -> str:
+    """The comparison table as text: ``md`` for people, ``csv`` (numeric mean/std/n) for programs."""
+    if fmt == "md":
+        return to_markdown(comparison_table(df))
+    if fmt == "csv":
+        return summarize(df).to_csv(index=False)
+    raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
