@@ -84,5 +84,5 @@ def render(df: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "md":
         return to_markdown(comparison_table(df))
     if fmt == "csv":
-        return summarize(df).to_csv(index=False)
+        return summarize(df).to_csv(index=False).rstrip("\n")
     raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")

@@ -1,0 +1,146 @@
+"""The command line end to end: runs, tables, listings and user mistakes (exit 2, nothing written)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganbench.cli import main
+from ganbench.store import load_rows
+
+TINY = ["--set", "steps=20", "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--no-progress"]
+
+SUITE = """
+name = "mini"
+seeds = [0, 1]
+[defaults]
+steps = 20
+width = 16
+depth = 1
+batch_size = 32
+[matrix]
+dataset = ["ring8", "grid25"]
+[[settings]]
+loss = "ns"
+[[settings]]
+loss = "hinge"
+spectral_norm = true
+"""
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    p = tmp_path / "mini.toml"
+    p.write_text(SUITE)
+    return p
+
+
+def test_suite_run_writes_rows_with_provenance(tmp_path, suite_file, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(suite_file), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 runs" in printed and "| ring8   | mlp/ns" in printed and "modes ↑" in printed
+    rows = load_rows(out)
+    assert len(rows) == 8 * 3  # runs x metrics, final only
+    r = rows[0]
+    for key in ("run_id", "group_id", "model", "loss", "dataset", "seed", "step", "metric", "value",
+                "higher_is_better", "protocol", "protocol_id", "config", "env", "status", "suite", "label", "timing"):
+        assert key in r, key
+    assert r["protocol"] == {"metric_version": 1, "features": "mode2d", "num_fake": 2500, "num_real": 0, "eval_seed": 0}
+    assert r["env"]["device"] == "cpu" and r["config"]["steps"] == 20 and r["step"] == 20
+    run_dir = out / "runs" / r["run_id"]
+    assert json.loads((run_dir / "config.json").read_text())["config"] == r["config"]
+    assert (run_dir / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "history.csv").read_text().startswith("step,d_loss,g_loss")
+    assert {r["seed"] for r in rows} == {0, 1}
+
+
+def test_rerun_skips_finished_runs_and_is_identical(tmp_path, suite_file, capsys):
+    out = tmp_path / "res"
+    main(["run", "--suite", str(suite_file), "--out", str(out), "--no-progress"])
+    before = (out / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["run", "--suite", str(suite_file), "--out", str(out), "--no-progress"]) == 0
+    assert "0 runs, 8 already in" in capsys.readouterr().out
+    assert (out / "results.jsonl").read_text() == before
+    # a fresh folder reproduces every value exactly
+    main(["run", "--suite", str(suite_file), "--out", str(tmp_path / "again"), "--no-progress"])
+    key = lambda r: (r["run_id"], r["metric"])  # noqa: E731
+    a = {key(r): r["value"] for r in load_rows(out)}
+    b = {key(r): r["value"] for r in load_rows(tmp_path / "again")}
+    assert a == b
+
+
+def test_single_setting_with_seeds_and_table(tmp_path, capsys):
+    out = tmp_path / "res"
+    code = main(["run", "--model", "mlp", "--loss", "lsgan", "--dataset", "grid25", "--seeds", "0-2", "--out", str(out)] + TINY)
+    assert code == 0
+    rows = load_rows(out)
+    assert {r["seed"] for r in rows} == {0, 1, 2} and {r["loss"] for r in rows} == {"lsgan"}
+    capsys.readouterr()
+    assert main(["table", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert "| grid25  | mlp/lsgan | 3 | 0        |" in md
+    assert main(["table", str(out), "--format", "csv"]) == 0
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0].startswith("dataset,label") and len(csv) == 1 + 3  # header + one line per metric
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--model", "mpl"], "unknown model 'mpl'; did you mean 'mlp'"),
+    (["run", "--loss", "hinje"], "unknown loss 'hinje'; did you mean 'hinge'"),
+    (["run", "--dataset", "ring9"], "did you mean 'ring8'"),
+    (["run", "--set", "steps=-5"], "'steps' must be > 0"),
+    (["run", "--set", "lr_g=0"], "'lr_g' must be > 0"),
+    (["run", "--set", "stpes=5"], "did you mean 'steps'"),
+    (["run", "--set", "metrics=modes,fid9"], "unknown metric 'fid9'"),
+    (["run", "--suite", "quik"], "did you mean 'quick'"),
+    (["run", "--suite", "quick", "--model", "mlp"], "not both"),
+    (["run", "--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_user_mistakes_exit_2_and_write_nothing(tmp_path, argv, message, capsys):
+    out = tmp_path / "res"
+    assert main(argv + ["--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["run", "--seeds", "a,b"], ["list", "gizmos"], ["frobnicate"], ["table"]])
+def test_argument_errors_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_table_of_missing_folder(tmp_path, capsys):
+    assert main(["table", str(tmp_path / "nope")]) == 2
+    assert "results folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what, expected", [
+    ("models", "mlp"), ("losses", "wgan-gp"), ("datasets", "grid25"), ("metrics", "kl"), ("suites", "quick"),
+])
+def test_list(what, expected, capsys):
+    assert main(["list", what]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_console_script_from_another_folder(tmp_path, suite_file):
+    """As a user runs it: the installed `ganbench` command, default output folder, then `table`."""
+    exe = Path(sys.executable).with_name("ganbench")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ganbench"]
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning:ganbench"}
+    run = subprocess.run(cmd + ["run", "--suite", str(suite_file), "--no-progress"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "ganbench-results" / "results.jsonl").is_file()
+    table = subprocess.run(cmd + ["table", "ganbench-results"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "mlp/hinge+sn" in table.stdout
+    bad = subprocess.run(cmd + ["run", "--model", "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -1,0 +1,132 @@
+import math
+
+import pytest
+
+from ganbench.config import RunConfig, config_diff, load_suite, parse_overrides, suite_from_dict
+from ganbench.errors import UserError
+
+
+def test_defaults_are_valid_and_hash_is_stable():
+    a, b = RunConfig(), RunConfig()
+    assert a.run_id == b.run_id and len(a.run_id) == 12
+    assert a.replace(seed=1).run_id != a.run_id
+    assert a.replace(seed=1).group_id == a.group_id
+    assert a.replace(lr_g=2e-3).group_id != a.group_id
+
+
+def test_run_id_is_a_pure_function_of_the_values():
+    # betas given as a list (as TOML gives it) or a tuple hash the same
+    assert RunConfig(betas=[0.5, 0.9]).run_id == RunConfig(betas=(0.5, 0.9)).run_id
+    assert RunConfig(lr_g=1).run_id == RunConfig(lr_g=1.0).run_id
+    assert RunConfig(lr_g=1).lr_g == 1.0 and isinstance(RunConfig(lr_g=1).lr_g, float)
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        RunConfig().steps = 5
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"steps": 0}, "'steps' must be > 0"),
+    ({"steps": -5}, "'steps' must be > 0"),
+    ({"lr_g": 0.0}, "'lr_g' must be > 0"),
+    ({"lr_d": -1e-3}, "'lr_d' must be > 0"),
+    ({"batch_size": 0}, "'batch_size' must be > 0"),
+    ({"n_dis": 0}, "'n_dis' must be > 0"),
+    ({"betas": (0.5, 1.0)}, "'betas' must lie in [0, 1)"),
+    ({"betas": (0.5,)}, "needs 2 values"),
+    ({"seed": -1}, "'seed' must be >= 0"),
+    ({"steps": 1.5}, "'steps' must be int"),
+    ({"steps": True}, "'steps' must be int"),
+    ({"spectral_norm": 1}, "'spectral_norm' must be bool"),
+    ({"lr_g": float("nan")}, "must be finite"),
+    ({"optimizer": "adma"}, "did you mean 'adam'"),
+    ({"model": ""}, "'model' must not be empty"),
+])
+def test_bad_values_are_rejected(changes, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        RunConfig(**changes)
+
+
+def test_overrides_are_parsed_by_field_type():
+    o = parse_overrides(["steps=500", "lr_g=2e-4", "betas=0.0,0.9", "spectral_norm=true", "loss=hinge",
+                         "metrics=modes,kl"])
+    assert o == {"steps": 500, "lr_g": 2e-4, "betas": (0.0, 0.9), "spectral_norm": True, "loss": "hinge",
+                 "metrics": ("modes", "kl")}
+    cfg = RunConfig(**o)
+    assert cfg.betas == (0.0, 0.9) and cfg.steps == 500
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("stpes=5", "unknown config key 'stpes'; did you mean 'steps'"),
+    ("steps=many", "expected int"),
+    ("spectral_norm=maybe", "expected true or false"),
+    ("steps", "expects key=value"),
+])
+def test_bad_overrides(pair, message):
+    with pytest.raises(UserError, match=message):
+        parse_overrides([pair])
+
+
+def test_suite_matrix_settings_and_seeds():
+    doc = {
+        "name": "t", "seeds": [3, 4],
+        "defaults": {"steps": 10, "lr_g": 2e-4},
+        "matrix": {"dataset": ["ring8", "grid25"]},
+        "settings": [{"loss": "ns"}, {"loss": "hinge", "spectral_norm": True, "label": "sn"},
+                     {"loss": "lsgan", "dataset": "ring8"}],
+    }
+    s = suite_from_dict(doc, "t.toml", {"steps": 20})
+    assert [lbl for lbl, _ in s.settings] == ["mlp/ns", "mlp/ns", "sn", "sn", "mlp/lsgan"]
+    assert [c.dataset for _, c in s.settings] == ["ring8", "grid25", "ring8", "grid25", "ring8"]
+    runs = s.runs()
+    assert len(runs) == 10
+    assert [c.seed for _, c in runs[:2]] == [3, 4]
+    assert all(c.steps == 20 and c.lr_g == 2e-4 for _, c in runs)  # --set beats the file
+    assert suite_from_dict(doc, "t.toml", {}, seeds=[7]).seeds == (7,)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"setings": []}, "unknown suite key 'setings'; did you mean 'settings'"),
+    ({"settings": [{"lr": 1e-3}]}, "unknown config key 'lr'"),
+    ({"seeds": []}, "seeds must be a non-empty list"),
+    ({"seeds": [0, 0]}, "repeated seed"),
+    ({"matrix": {"dataset": "ring8"}}, "must be a non-empty list"),
+    ({"settings": [{"loss": "ns"}, {"loss": "ns"}]}, "same config"),
+    ({"defaults": {"steps": 0}}, "'steps' must be > 0"),
+])
+def test_bad_suites(doc, message):
+    with pytest.raises(UserError, match=message):
+        suite_from_dict(doc, "bad.toml", {})
+
+
+def test_bundled_suites_load():
+    quick = load_suite("quick")
+    assert len(quick.runs()) >= 12 and len(quick.seeds) >= 2
+    assert {c.dataset for _, c in quick.settings} == {"ring8", "grid25"}
+    assert {c.loss for _, c in quick.settings} == {"ns", "wgan-gp", "hinge"}
+    toy = load_suite("toy")
+    assert len(toy.seeds) == 10 and min(c.steps for _, c in toy.settings) >= 10_000
+
+
+def test_suite_lookup_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown suite 'quik'; did you mean 'quick'"):
+        load_suite("quik")
+    with pytest.raises(UserError, match="suite file not found"):
+        load_suite(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seeds = [0,\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_suite(str(bad))
+
+
+def test_config_diff():
+    a, b = RunConfig().to_dict(), RunConfig(steps=7, lr_g=0.5).to_dict()
+    assert config_diff(a, b) == ["lr_g: 0.001 -> 0.5", "steps: 2000 -> 7"]
+    assert config_diff(a, a) == []
+
+
+def test_from_dict_roundtrip():
+    cfg = RunConfig(loss="hinge", betas=(0.0, 0.9), metrics=("modes",))
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    assert math.isclose(RunConfig.from_dict({"lr_g": 1}).lr_g, 1.0)

@@ -1,0 +1,68 @@
+"""Tables on synthetic rows with known means and standard deviations."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from ganbench.errors import UserError
+from ganbench.tables import comparison_table, render, summarize
+
+
+def _rows():
+    rows = []
+    def add(label, seed, metric, value, hib, status="ok", final=True, step=100, protocol="p1"):
+        rows.append({"dataset": "ring8", "label": label, "model": "mlp", "loss": label, "group_id": "g" + label,
+                     "run_id": f"{label}{seed}", "seed": seed, "metric": metric, "value": value,
+                     "higher_is_better": hib, "status": status, "final": final, "step": step,
+                     "protocol_id": protocol})
+    for seed, v in enumerate([8.0, 6.0, 7.0]):
+        add("ns", seed, "modes", v, True)
+        add("ns", seed, "kl", v / 10, False)
+        add("ns", seed, "modes", 1.0, True, final=False, step=50)  # intermediate: ignored
+    add("hinge", 0, "modes", 2.0, True)
+    add("hinge", 1, "modes", None, True, status="diverged")
+    add("hinge", 0, "kl", 0.5, False)
+    add("hinge", 1, "kl", None, False, status="diverged")
+    return pd.DataFrame(rows)
+
+
+def test_summary_means_stds_and_counts():
+    s = summarize(_rows()).set_index(["label", "metric"])
+    assert s.loc[("ns", "modes"), "mean"] == pytest.approx(7.0)
+    assert s.loc[("ns", "modes"), "std"] == pytest.approx(1.0)  # sample std of 8, 6, 7
+    assert s.loc[("ns", "kl"), "mean"] == pytest.approx(0.7)
+    assert s.loc[("ns", "modes"), "n"] == 3 and s.loc[("ns", "modes"), "diverged"] == 0
+    assert s.loc[("hinge", "modes"), "mean"] == 2.0 and math.isnan(s.loc[("hinge", "modes"), "std"])
+    assert s.loc[("hinge", "modes"), "n"] == 2 and s.loc[("hinge", "modes"), "diverged"] == 1
+
+
+def test_comparison_table_cells_and_arrows():
+    t = comparison_table(_rows()).set_index("setting")
+    assert list(t.columns) == ["dataset", "n", "diverged", "modes ↑", "kl ↓"]
+    assert t.loc["ns", "modes ↑"] == "7.000 ± 1.000"
+    assert t.loc["hinge", "modes ↑"] == "2.000"  # one finished seed: no spread
+    md = render(_rows(), "md")
+    assert md.splitlines()[0].startswith("| dataset | setting")
+    csv = render(_rows(), "csv")
+    assert csv.splitlines()[0].startswith("dataset,label,model,loss,group_id,metric")
+
+
+def test_protocols_are_never_mixed():
+    rows = _rows()
+    extra = rows[(rows["label"] == "ns") & (rows["seed"] == 0) & rows["final"]].copy()
+    extra["run_id"] = "other"
+    extra["protocol_id"] = "p2"
+    s = summarize(pd.concat([rows, extra]))
+    ns_modes = s[(s["label"] == "ns") & (s["metric"] == "modes")]
+    assert sorted(ns_modes["protocol_id"]) == ["p1", "p2"]
+    assert sorted(ns_modes["n"]) == [1, 3]
+    t = comparison_table(pd.concat([rows, extra]))
+    assert sum(t["setting"].str.startswith("ns")) == 2 and t["setting"].str.contains("protocol p2").any()
+
+
+def test_empty_results_are_a_user_error():
+    with pytest.raises(UserError, match="no final results"):
+        summarize(_rows().assign(final=False))
+    with pytest.raises(UserError, match="unknown table format"):
+        render(_rows(), "xls")
