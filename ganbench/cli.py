@@ -74,7 +74,7 @@ def cmd_run(args) -> int:
 
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
-    validate_suite(suite)
+    validate_suite(suite)  # every name resolved before anything is printed or written
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")

@@ -42,10 +42,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _fmt(mean: float, std: float) -> str:
+def _decimals(values: pd.Series) -> int:
+    """Decimals giving three significant figures to the largest value of a column."""
+    top = values.abs().max()
+    if not top or math.isnan(top):
+        return 3
+    return max(0, 3 - math.ceil(math.log10(top) + 1e-12))
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
     if math.isnan(mean):
         return "—"
-    digits = 3 if abs(mean) < 10 else 2 if abs(mean) < 1000 else 0
     text = f"{mean:.{digits}f}"
     return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
 
@@ -54,7 +61,8 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
     """Wide table for people: one row per setting, one ``mean ± std`` column per metric (with ↑/↓)."""
     s = summarize(df)
     s["column"] = s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"})
-    s["cell"] = [_fmt(m, sd) for m, sd in zip(s["mean"], s["std"])]
+    digits = s.groupby("column")["mean"].transform(_decimals)
+    s["cell"] = [_fmt(m, sd, d) for m, sd, d in zip(s["mean"], s["std"], digits)]
     # A setting evaluated under two protocols (e.g. an old metric version) gets one line per protocol.
     s["protocols"] = s.groupby(GROUP + ["metric"])["protocol_id"].transform("nunique")
     s["variant"] = s["protocol_id"].where(s["protocols"] > 1, "")
@@ -64,7 +72,9 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
     table = counts.join(wide).reset_index()
     table["setting"] = table["label"] + table["variant"].map(lambda v: f" [protocol {v}]" if v else "")
     metric_cols = list(dict.fromkeys(s["column"]))
-    return table[["dataset", "setting", "n", "diverged"] + metric_cols]
+    order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}  # datasets in order of first run
+    table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable")
+    return table[["dataset", "setting", "n", "diverged"] + metric_cols].reset_index(drop=True)
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -40,8 +40,9 @@ def test_summary_means_stds_and_counts():
 def test_comparison_table_cells_and_arrows():
     t = comparison_table(_rows()).set_index("setting")
     assert list(t.columns) == ["dataset", "n", "diverged", "modes ↑", "kl ↓"]
-    assert t.loc["ns", "modes ↑"] == "7.000 ± 1.000"
-    assert t.loc["hinge", "modes ↑"] == "2.000"  # one finished seed: no spread
+    assert t.loc["ns", "modes ↑"] == "7.00 ± 1.00"  # three significant figures of the column maximum
+    assert t.loc["hinge", "modes ↑"] == "2.00"  # one finished seed: no spread
+    assert t.loc["ns", "kl ↓"] == "0.700 ± 0.100"
     md = render(_rows(), "md")
     assert md.splitlines()[0].startswith("| dataset | setting")
     csv = render(_rows(), "csv")
