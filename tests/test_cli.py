@@ -144,3 +144,35 @@ def test_console_script_from_another_folder(tmp_path, suite_file):
     assert table.returncode == 0 and "mlp/hinge+sn" in table.stdout
     bad = subprocess.run(cmd + ["run", "--model", "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_a_diverging_run_is_recorded_and_the_suite_goes_on(tmp_path, capsys):
+    suite = tmp_path / "div.toml"
+    suite.write_text(SUITE.replace('[[settings]]\nloss = "hinge"\nspectral_norm = true',
+                                   '[[settings]]\nlabel = "absurd"\nloss = "wgan-gp"\nlr_g = 1e12\nlr_d = 1e12\nbetas = [0.0, 0.0]\nsteps = 200'))
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--no-progress"]) == 0
+    rows = load_rows(out)
+    bad = [r for r in rows if r["label"] == "absurd"]
+    good = [r for r in rows if r["label"] == "mlp/ns"]
+    assert len(bad) == 4 * 3 and all(r["status"] == "diverged" and r["value"] is None for r in bad)
+    assert all("non-finite" in r["reason"] for r in bad)
+    assert len(good) == 4 * 3 and all(r["status"] == "ok" and r["value"] is not None for r in good)
+    assert "| ring8   | absurd  | 2 | 2        | —" in capsys.readouterr().out
+
+
+def test_evaluation_during_training_gives_a_curve(tmp_path):
+    out = tmp_path / "res"
+    assert main(["run", "--dataset", "ring8", "--out", str(out), "--set", "eval_every=10"] + TINY) == 0
+    steps = sorted({(r["step"], r["final"]) for r in load_rows(out)})
+    assert steps == [(10, False), (20, True)]
+
+
+def test_readme_documents_every_config_field():
+    import dataclasses
+
+    from ganbench.config import RunConfig
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(RunConfig) if f"`{f.name}`" not in readme]
+    assert missing == []
