@@ -15,6 +15,7 @@ from torch import nn
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.metrics import METRICS, Metric
+from ganbench.models import is_conditional
 from ganbench.seeding import make_generator
 
 
@@ -23,13 +24,18 @@ class NonFiniteSamples(UserError):
 
 
 @torch.no_grad()
-def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.device, batch: int = 5000) -> torch.Tensor:
+def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.device, batch: int = 5000,
+             num_classes: int = 0) -> torch.Tensor:
     """n samples (CPU, float32) from latents drawn on the CPU with the eval seed.
 
-    Latents come from a CPU generator so that every device sees the same noise.
+    Latents come from a CPU generator so that every device sees the same noise. A conditional
+    generator gets balanced labels 0, 1, ..., num_classes - 1, 0, 1, ...
     """
     z = torch.randn(n, z_dim, generator=make_generator(eval_seed, "eval"))
-    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(batch)])
+    if not is_conditional(g):
+        return torch.cat([g(zc.to(device)).float().cpu() for zc in z.split(batch)])
+    y = torch.arange(n) % num_classes
+    return torch.cat([g(zc.to(device), yc.to(device)).float().cpu() for zc, yc in zip(z.split(batch), y.split(batch))])
 
 
 def check_samples(samples: torch.Tensor, dataset) -> None:

@@ -87,7 +87,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     rows: list[dict] = []
 
     def evaluate_at(step: int, g) -> tuple[dict, str, str | None, torch.Tensor]:
-        samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device)
+        samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
         try:
             return compute_metrics(samples, dataset, metrics), "ok", None, samples
         except NonFiniteSamples as e:

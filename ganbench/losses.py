@@ -2,7 +2,8 @@
 
 ``LOSSES`` maps a name to a ``Loss`` record: ``d(real_logits, fake_logits)`` and ``g(fake_logits)``
 return scalar losses to minimise; ``penalty`` marks losses that add the gradient penalty
-(weighted by ``cfg.gp_weight``), computed by ``gradient_penalty``.
+(weighted by ``cfg.gp_weight``), computed by ``gradient_penalty``; ``clip`` marks losses whose
+discriminator weights are clipped to [-cfg.weight_clip, cfg.weight_clip] after every update.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Loss:
     g: Callable[[Tensor], Tensor]  # fake logits (B,) -> scalar
     description: str
     penalty: bool = False  # add cfg.gp_weight * gradient_penalty to the discriminator loss
+    clip: bool = False  # clip discriminator weights after each of its updates (clip_weights)
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
@@ -61,6 +63,11 @@ _register(Loss(
     "least squares GAN, 0-1-1 coding (Mao et al. 2017)",
 ))
 _register(Loss(
+    "wgan", _wasserstein_d, _wasserstein_g,
+    "Wasserstein GAN with weight clipping (Arjovsky et al. 2017); use optimizer rmsprop",
+    clip=True,
+))
+_register(Loss(
     "wgan-gp", _wasserstein_d, _wasserstein_g,
     "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)",
     penalty=True,
@@ -80,3 +87,10 @@ def gradient_penalty(d: torch.nn.Module, real: Tensor, fake: Tensor, generator: 
     x = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+@torch.no_grad()
+def clip_weights(d: torch.nn.Module, bound: float) -> None:
+    """The WGAN step hook: clamp every discriminator parameter to [-bound, bound]."""
+    for p in d.parameters():
+        p.clamp_(-bound, bound)

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ganbench.config import RunConfig
-from ganbench.losses import LOSSES, gradient_penalty
-from ganbench.models import MODELS
+from ganbench.errors import UserError
+from ganbench.losses import LOSSES, clip_weights, gradient_penalty
+from ganbench.models import MODELS, is_conditional
 from ganbench.seeding import make_generator, seeded_init, synchronize
 
 EvalHook = Callable[[int, nn.Module], None]  # (step, generator in eval mode) -> None
@@ -20,7 +21,7 @@ EvalHook = Callable[[int, nn.Module], None]  # (step, generator in eval mode) ->
 
 @dataclass
 class TrainResult:
-    generator: nn.Module
+    generator: nn.Module  # the EMA of the generator's weights when cfg.ema > 0
     discriminator: nn.Module
     steps_done: int
     diverged: str | None  # reason the run stopped early, or None
@@ -42,6 +43,14 @@ def make_optimizer(cfg: RunConfig, params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
 
 
+def make_ema(cfg: RunConfig, g: nn.Module) -> torch.optim.swa_utils.AveragedModel | None:
+    if not cfg.ema:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -58,12 +67,27 @@ def train(
     g, d = build_models(cfg, dataset, device)
     opt_g = make_optimizer(cfg, g.parameters(), cfg.lr_g)
     opt_d = make_optimizer(cfg, d.parameters(), cfg.lr_d)
+    ema = make_ema(cfg, g)
     data = dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device)
     noise = make_generator(cfg.seed, "noise", device)
     every = log_interval(cfg.steps)
     history: list[dict] = []
     diverged = None
     B, zdim = cfg.batch_size, cfg.z_dim
+    cond = is_conditional(g)
+    if cond and not dataset.num_classes:
+        raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
+
+    def latents():  # (z, labels for a conditional generator)
+        z = torch.randn(B, zdim, generator=noise, device=device)
+        y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
+        return z, y
+
+    def G(z, y):
+        return g(z, y) if cond else g(z)
+
+    def D(x, y):
+        return d(x, y) if cond else d(x)
 
     synchronize(device)
     start = time.perf_counter()
@@ -73,22 +97,30 @@ def train(
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
         d.requires_grad_(True)
         for _ in range(cfg.n_dis):
-            real = next(data)
+            real, y_real = next(data)
+            z, y_fake = latents()
             with torch.no_grad():
-                fake = g(torch.randn(B, zdim, generator=noise, device=device))
-            d_loss = loss.d(d(real), d(fake))
+                fake = G(z, y_fake)
+            d_loss = loss.d(D(real, y_real), D(fake, y_fake))
             if loss.penalty:
-                d_loss = d_loss + cfg.gp_weight * gradient_penalty(d, real, fake, noise)
+                # conditional critics are penalised at the real labels
+                critic = (lambda x: d(x, y_real)) if cond else d
+                d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake, noise)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
+            if loss.clip:
+                clip_weights(d, cfg.weight_clip)
 
         # Generator: minimise loss.g(D(G(z))); D's weights need no gradient here
         d.requires_grad_(False)
-        g_loss = loss.g(d(g(torch.randn(B, zdim, generator=noise, device=device))))
+        z, y_fake = latents()
+        g_loss = loss.g(D(G(z, y_fake), y_fake))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        if ema is not None:
+            ema.update_parameters(g)
         step += 1
 
         if step % every == 0 or step == cfg.steps:
@@ -101,12 +133,14 @@ def train(
             on_step(step)
         if on_eval is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
             t0 = time.perf_counter()
-            g.eval()
-            on_eval(step, g)
-            g.train()
+            final_g = g if ema is None else ema.module
+            final_g.eval()
+            on_eval(step, final_g)
+            final_g.train()
             eval_seconds += time.perf_counter() - t0
     synchronize(device)
     seconds = time.perf_counter() - start - eval_seconds
     d.requires_grad_(True)
-    g.eval()
-    return TrainResult(g, d, step, diverged, seconds, history)
+    final_g = g if ema is None else ema.module
+    final_g.eval()
+    return TrainResult(final_g, d, step, diverged, seconds, history)

@@ -46,6 +46,7 @@ def test_ns_and_minimax_are_stable_at_extreme_logits():
 
 def test_only_wgan_gp_has_a_penalty():
     assert [n for n, loss in LOSSES.items() if loss.penalty] == ["wgan-gp"]
+    assert [n for n, loss in LOSSES.items() if loss.clip] == ["wgan"]
 
 
 def test_gradient_penalty_closed_form_for_a_linear_critic():

@@ -89,3 +89,19 @@ def test_eval_hook_called_on_schedule(tiny_cfg, cpu):
     cfg = tiny_cfg.replace(steps=25, eval_every=10)
     train(cfg, DATASETS["ring8"](cfg), cpu, on_eval=lambda step, g: calls.append((step, g.training)))
     assert calls == [(10, False), (20, False)]  # the final step is evaluated by the caller
+
+
+def test_wgan_clips_discriminator_weights(tiny_cfg, cpu):
+    cfg = tiny_cfg.replace(loss="wgan", optimizer="rmsprop", lr_d=5e-2, weight_clip=0.02, steps=5)
+    result = train(cfg, DATASETS["ring8"](cfg), cpu)
+    top = max(p.abs().max().item() for p in result.discriminator.parameters())
+    assert top == pytest.approx(0.02)  # a large learning rate pushes weights to the bound, not past it
+
+
+def test_ema_generator_is_evaluated(tiny_cfg, cpu):
+    plain = train(tiny_cfg, DATASETS["ring8"](tiny_cfg), cpu).generator
+    averaged = train(tiny_cfg.replace(ema=0.9), DATASETS["ring8"](tiny_cfg), cpu).generator
+    # same training trajectory, but the returned weights are the running average
+    assert not all(torch.equal(a, b) for a, b in zip(_weights(plain), _weights(averaged)))
+    z = torch.zeros(3, tiny_cfg.z_dim)
+    assert torch.isfinite(averaged(z)).all() and not averaged.training

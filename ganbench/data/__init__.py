@@ -1,18 +1,27 @@
 """Datasets: ``DATASETS`` maps a name to a factory ``fn(cfg) -> Dataset``.
 
 A dataset says what one sample looks like and yields training batches drawn with an explicit
-generator (the run's data-order stream).
+generator (the run's data-order stream). Files are looked for under ``data_root()``.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Protocol
 
 import torch
 
 from ganbench.registry import Registry
 
 DATASETS = Registry("dataset")
+
+Batch = tuple[torch.Tensor, Optional[torch.Tensor]]  # samples (B, *shape), labels (B,) int64 or None
+
+
+def data_root() -> Path:
+    """Where datasets are stored: ``$GANBENCH_DATA``, else ``~/.cache/ganbench/data``."""
+    return Path(os.environ.get("GANBENCH_DATA") or Path.home() / ".cache" / "ganbench" / "data")
 
 
 class Dataset(Protocol):
@@ -22,8 +31,8 @@ class Dataset(Protocol):
     num_classes: int  # 0 when unlabelled
     default_metrics: tuple[str, ...]
 
-    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
-        """An endless stream of (batch_size, *shape) tensors on ``device``."""
+    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Batch]:
+        """An endless stream of (samples, labels) on ``device``; labels are None when unlabelled."""
 
 
 from ganbench.data import toy  # noqa: E402,F401  (registers the toy datasets)

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from ganbench.data import DATASETS
+from ganbench.data import DATASETS, Batch
 
 MODE_METRICS = ("modes", "hq", "kl")
 
@@ -36,9 +36,9 @@ class GaussianMixture2D:
         noise = torch.randn(n, 2, generator=generator, device=device)
         return means[idx] + self.sigma * noise
 
-    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Batch]:
         while True:
-            yield self.sample(batch_size, generator, device)
+            yield self.sample(batch_size, generator, device), None
 
 
 def ring_means(k: int = 8, radius: float = 1.0) -> torch.Tensor:
