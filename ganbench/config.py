@@ -47,7 +47,9 @@ class RunConfig:
     width: int = 128  # hidden units (MLP) or base channels (CNN)
     depth: int = 3  # hidden layers of the MLP generator and discriminator
     spectral_norm: bool = False  # spectral normalisation on every discriminator layer
-    resolution: int = 0  # image side in pixels (0: the dataset's native resolution)
+    resolution: int = 0  # image side in pixels (0: the dataset's default resolution)
+    channels: int = 0  # image channels, for datasets that can convert (folder): 1 or 3 (0: as stored)
+    data_path: str = ""  # a dataset's own files (folder of images, folder of IDX files); "" = under data_root
     ema: float = 0.0  # decay of an exponential moving average of G's weights, evaluated instead of G (0: off)
     weight_clip: float = 0.01  # discriminator weight clipping bound, used by losses that clip (wgan)
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
@@ -87,7 +89,7 @@ class RunConfig:
 
 _HINTS = typing.get_type_hints(RunConfig)
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth")
-_NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "weight_clip")
+_NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip")
 _OPTIMIZERS = ("adam", "rmsprop")
 
 
@@ -134,6 +136,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     for name in _NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             raise UserError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)!r}")
+    if cfg.channels not in (0, 1, 3):
+        raise UserError(f"config key 'channels' must be 0 (as stored), 1 or 3, got {cfg.channels!r}")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"config key 'ema' must lie in [0, 1), got {cfg.ema!r}")
     if not all(0.0 <= b < 1.0 for b in cfg.betas):
