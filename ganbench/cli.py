@@ -44,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars or per-run lines")
+    r.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a plug-in that registers models, losses, datasets or metrics (repeatable)")
+
+    e = sub.add_parser("eval", help="evaluate a generator or samples made elsewhere, without training")
+    e.add_argument("--dataset", required=True, help="reference dataset (decides the metrics and the expected shape)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--generator", metavar="CKPT|FILE.py:NAME",
+                     help="a ganbench generator checkpoint, a TorchScript file, or a Python callable z -> samples")
+    src.add_argument("--samples", metavar="DIR|FILE.npz", help="a folder of images or an .npz array of samples")
+    e.add_argument("--z-dim", type=int, help="latent size, for TorchScript files and callables")
+    e.add_argument("--metrics", help="comma-separated metrics (default: the dataset's)")
+    e.add_argument("--name", help="label in tables (default: the file name)")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config fields that shape the data (resolution, channels, data_path, eval_seed)")
+    e.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
+    e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
 
     t = sub.add_parser("table", help="print the comparison table of a results folder")
     t.add_argument("dir", help="results folder")
@@ -51,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered models, losses, datasets, metrics or suites")
     ls.add_argument("what", choices=["models", "losses", "datasets", "metrics", "suites"])
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
     return p
 
 
@@ -88,6 +106,25 @@ def cmd_run(args) -> int:
     print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged\n")
     df = load_results(out)
     print(render(df[df["run_id"].isin({o.config.run_id for o in outcomes})], "md"))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ganbench.config import parse_overrides
+    from ganbench.data import DATASETS
+    from ganbench.executors import evaluate_samples
+    from ganbench.samples import load_source
+    from ganbench.seeding import resolve_device
+
+    device = resolve_device(args.device)
+    values = {**parse_overrides(args.overrides), "dataset": args.dataset}
+    if args.metrics:
+        values["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    DATASETS[args.dataset]  # unknown dataset: error before any loading
+    samples, cfg, label, source, step = load_source(values, device, args.generator, args.samples, args.z_dim)
+    o = evaluate_samples(samples, cfg, args.name or label, source, Path(args.out), device, step)
+    print(f"{o.label} on {cfg.dataset}: " + "  ".join(f"{k} {v:.6g}" for k, v in o.values.items()))
+    print(f"rows appended to {Path(args.out) / 'results.jsonl'}")
     return 0
 
 
@@ -130,10 +167,19 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _load_plugins(args) -> None:
+    from ganbench.plugins import load_entry_points, load_plugin
+
+    load_entry_points()
+    for spec in getattr(args, "plugin", []):
+        load_plugin(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "table": cmd_table, "list": cmd_list}[args.command](args)
+        _load_plugins(args)
+        return {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "list": cmd_list}[args.command](args)
     except UserError as e:
         print(f"ganbench {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -64,14 +64,14 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Content hash of the whole config: same id, same experiment."""
-        return _digest(self.to_dict())
+        return digest(self.to_dict())
 
     @property
     def group_id(self) -> str:
         """Content hash without the seed: runs that differ only by seed share it."""
         d = self.to_dict()
         del d["seed"]
-        return _digest(d)
+        return digest(d)
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -97,7 +97,8 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _digest(d: dict) -> str:
+def digest(d: dict) -> str:
+    """12 hex digits of the sha256 of a canonical JSON dump."""
     text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

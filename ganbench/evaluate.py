@@ -16,6 +16,7 @@ from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.metrics import METRICS, Metric
 from ganbench.models import is_conditional
+from ganbench.samples import check_output
 from ganbench.seeding import make_generator
 
 
@@ -39,10 +40,8 @@ def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.dev
 
 
 def check_samples(samples: torch.Tensor, dataset) -> None:
-    """Shape must match one dataset sample; values must be finite."""
-    expected = tuple(dataset.shape)
-    if tuple(samples.shape[1:]) != expected:
-        raise UserError(f"samples have shape {tuple(samples.shape)}, expected (N, {', '.join(map(str, expected))})")
+    """Shape, dtype and range must fit the dataset; values must be finite."""
+    check_output(samples, tuple(dataset.shape), dataset.bounded, where="samples")
     bad = (~torch.isfinite(samples)).flatten(1).any(dim=1)
     if bad.any():
         raise NonFiniteSamples(f"{int(bad.sum())} of {len(samples)} samples contain NaN or Inf")

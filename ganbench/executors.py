@@ -16,13 +16,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ganbench.config import RunConfig, Suite
+from ganbench.config import RunConfig, Suite, digest
+from ganbench.errors import UserError
 from ganbench.data import DATASETS
 from ganbench.evaluate import NonFiniteSamples, compute_metrics, generate, protocol, protocol_id, resolve_metrics
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS
 from ganbench.plots import scatter_2d
+from ganbench.samples import save_generator
 from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
 from ganbench.train import train
 
@@ -48,14 +50,14 @@ def validate_suite(suite: Suite) -> None:
 
 
 def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values: dict, status: str,
-          reason: str | None, env: dict, metrics, extra: dict | None = None) -> list[dict]:
+          reason: str | None, env: dict, metrics, extra: dict | None = None, run_id: str | None = None) -> list[dict]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows = []
     for m in metrics:
         p = protocol(m, cfg.eval_seed)
         rows.append({
             "schema": SCHEMA, "suite": suite, "label": label,
-            "run_id": cfg.run_id, "group_id": cfg.group_id,
+            "run_id": run_id or cfg.run_id, "group_id": cfg.group_id,
             "model": cfg.model, "loss": cfg.loss, "dataset": cfg.dataset, "seed": cfg.seed,
             "step": step, "final": final,
             "metric": m.name, "value": values.get(m.name), "higher_is_better": m.higher_is_better,
@@ -116,6 +118,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         "samples_per_s": result.steps_done * cfg.batch_size / max(result.train_seconds, 1e-9),
     }
     rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics, {"timing": timing}))
+    if result.diverged is None:
+        save_generator(run_dir / "generator.pt", result.generator, cfg, result.steps_done)
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
     atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing})
     append_rows(out, rows)
@@ -145,3 +149,30 @@ def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = Tr
             tqdm.write(f"[{i}/{len(runs)}] {label} {cfg.dataset} seed {cfg.seed}: {_describe(o)}")
     bar.close()
     return outcomes
+
+
+def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: dict, out: Path, device: torch.device,
+                     step: int = 0) -> Outcome:
+    """Evaluate samples made elsewhere (or by a loaded generator) and append the same rows as a run.
+
+    The run id hashes the config with the source's content hash, so re-evaluating the same file
+    under the same protocol is recognised, and a changed file is a new run.
+    """
+    dataset = DATASETS[cfg.dataset](cfg)
+    metrics = resolve_metrics(cfg.metrics, dataset)
+    run_id = digest({"config": cfg.to_dict(), "source": source.get("sha256", "")})
+    t0 = time.perf_counter()
+    try:
+        values, status, reason = compute_metrics(samples, dataset, metrics), "ok", None
+    except NonFiniteSamples as e:
+        raise UserError(f"{source.get('path', label)}: {e}") from None
+    seconds = time.perf_counter() - t0
+    env = environment(device)
+    rows = _rows(label, "eval", cfg, step, True, values, status, reason, env, metrics,
+                 {"source": source, "timing": {"eval_seconds": seconds}}, run_id=run_id)
+    run_dir = Path(out) / "runs" / run_id
+    atomic_write_json(run_dir / "config.json", {"run_id": run_id, "label": label, "source": source, "config": cfg.to_dict()})
+    if hasattr(dataset, "means"):
+        scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset}")
+    append_rows(out, rows)
+    return Outcome(label, cfg, status, values, reason, seconds)

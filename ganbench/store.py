@@ -26,6 +26,7 @@ import torch
 
 import ganbench
 from ganbench.errors import UserError
+from ganbench.plugins import loaded_plugins
 
 try:
     import fcntl
@@ -153,4 +154,5 @@ def environment(device: torch.device) -> dict:
         "device": str(device),
         "device_name": name,
         "threads": torch.get_num_threads(),
+        "plugins": loaded_plugins(),
     }

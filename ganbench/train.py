@@ -14,6 +14,7 @@ from ganbench.config import RunConfig
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES, clip_weights, gradient_penalty
 from ganbench.models import MODELS, is_conditional
+from ganbench.samples import check_output
 from ganbench.seeding import make_generator, seeded_init, synchronize
 
 EvalHook = Callable[[int, nn.Module], None]  # (step, generator in eval mode) -> None
@@ -51,6 +52,16 @@ def make_ema(cfg: RunConfig, g: nn.Module) -> torch.optim.swa_utils.AveragedMode
     return AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
 
+@torch.no_grad()
+def check_generator(g: nn.Module, cfg: RunConfig, dataset, device: torch.device, cond: bool) -> None:
+    """Fail before training when the generator's output does not fit the dataset."""
+    g.eval()  # no batch-norm statistics are updated by this probe
+    z = torch.zeros(2, cfg.z_dim, device=device)
+    out = g(z, torch.zeros(2, dtype=torch.long, device=device)) if cond else g(z)
+    g.train()
+    check_output(out, tuple(dataset.shape), dataset.bounded, where=f"model {cfg.model!r} generator")
+
+
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -77,6 +88,7 @@ def train(
     cond = is_conditional(g)
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
+    check_generator(g, cfg, dataset, device, cond)
 
     def latents():  # (z, labels for a conditional generator)
         z = torch.randn(B, zdim, generator=noise, device=device)

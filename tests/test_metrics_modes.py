@@ -88,7 +88,7 @@ def test_bad_samples_are_rejected():
     bad[7, 1] = float("nan")
     with pytest.raises(NonFiniteSamples, match="1 of 2500 samples contain NaN or Inf"):
         _metrics("ring8", bad)
-    with pytest.raises(UserError, match=r"samples have shape \(2500, 3\), expected \(N, 2\)"):
+    with pytest.raises(UserError, match=r"samples: output has shape \(2500, 3\), expected \(N, 2\)"):
         _metrics("ring8", torch.zeros(NUM_POINTS, 3))
     with pytest.raises(UserError, match="needs 2500 samples, got 10"):
         _metrics("ring8", torch.zeros(10, 2))

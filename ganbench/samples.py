@@ -1,0 +1,227 @@
+"""Samples from anywhere: generator checkpoints, TorchScript files, Python callables, image folders
+and ``.npz`` arrays, all checked and brought to the form the metrics expect.
+
+Images become float32 (N, C, H, W) in [-1, 1] (uint8 x -> x / 127.5 - 1, never min-max rescaled);
+2-D points stay float32 (N, 2).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganbench.config import RunConfig, default_label
+from ganbench.errors import UserError
+from ganbench.models import MODELS
+
+CHECKPOINT_FORMAT = "ganbench-generator"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def save_generator(path: Path, g: nn.Module, cfg: RunConfig, step: int) -> None:
+    """Final generator weights with the config that rebuilds them (loads with weights_only=True)."""
+    from ganbench.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(), "step": step,
+                "state_dict": {k: v.detach().cpu() for k, v in g.state_dict().items()}}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_generator(path: Path, overrides: dict | None = None) -> tuple[nn.Module, RunConfig, int]:
+    """A ganbench generator checkpoint -> (generator in eval mode, its config with ``overrides``, step)."""
+    from ganbench.data import DATASETS
+    from ganbench.seeding import seeded_init
+
+    ckpt = _torch_load(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a ganbench generator checkpoint")
+    cfg = RunConfig.from_dict({**ckpt["config"], **(overrides or {})}, where=str(path))
+    with seeded_init(cfg.seed, torch.device("cpu")):  # the weights are replaced; keep global state alone
+        g, _ = MODELS[cfg.model](cfg, DATASETS[cfg.dataset](cfg))
+    try:
+        g.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit model {cfg.model!r}: {str(e).splitlines()[0]}") from None
+    return g.eval(), cfg, int(ckpt["step"])
+
+
+def _torch_load(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: unreadable or corrupt checkpoint ({type(e).__name__})") from None
+
+
+def load_torchscript(path: Path) -> nn.Module:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users export
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:
+        raise UserError(f"{path}: not a TorchScript file ({type(e).__name__})") from None
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files holding a ``code/`` folder; plain checkpoints do not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def to_model_range(x: np.ndarray | torch.Tensor, shape: tuple[int, ...], where: str) -> torch.Tensor:
+    """uint8 or float samples -> float32 in the dataset's layout; images NHWC -> NCHW if needed."""
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+    if t.dtype == torch.uint8:
+        t = t.float() / 127.5 - 1
+    elif t.is_floating_point():
+        t = t.float()
+    else:
+        raise UserError(f"{where}: samples must be uint8 or float, got {t.dtype}")
+    if len(shape) == 3 and t.dim() == 4 and t.shape[1:] != shape and t.shape[1:] == (shape[1], shape[2], shape[0]):
+        t = t.permute(0, 3, 1, 2)  # NHWC -> NCHW
+    if len(shape) == 3 and t.dim() == 3 and shape[0] == 1:
+        t = t.unsqueeze(1)  # (N, H, W) grayscale
+    check_output(t, shape, bounded=len(shape) == 3, where=where)
+    return t.contiguous()
+
+
+def check_output(x: torch.Tensor, shape: tuple[int, ...], bounded: bool, where: str = "generator") -> None:
+    """Shape, dtype and range of samples; a clear one-line error naming what was expected."""
+    want = "(N, " + ", ".join(map(str, shape)) + ")"
+    if not x.is_floating_point():
+        raise UserError(f"{where}: output must be floating point, got {x.dtype}")
+    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        got = tuple(x.shape)
+        hint = ""
+        if x.dim() == len(shape) + 1 and len(shape) == 3 and x.shape[2:] == shape[1:]:
+            hint = f" ({x.shape[1]} channels instead of {shape[0]})"
+        raise UserError(f"{where}: output has shape {got}, expected {want}{hint}")
+    if bounded and x.numel():
+        finite = x[torch.isfinite(x)]
+        if finite.numel() and (finite.min() < -1.0 - 1e-5 or finite.max() > 1.0 + 1e-5):
+            raise UserError(f"{where}: values must lie in [-1, 1] (end the generator with tanh), "
+                            f"got [{finite.min().item():.3g}, {finite.max().item():.3g}]")
+
+
+def load_npz(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """Samples from an ``.npz`` file: the array named ``samples``, or its only array."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+            key = "samples" if "samples" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise UserError(f"{path}: holds arrays {keys}; name the samples array 'samples'")
+            arr = f[key]
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    return to_model_range(arr, shape, str(path))
+
+
+def load_image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """Every image under a folder (recursively, sorted by path), converted to the dataset's channels;
+    images must already have the dataset's resolution (no silent resizing of generated samples)."""
+    from PIL import Image
+
+    files = sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
+    mode = "L" if shape[0] == 1 else "RGB"
+    arrays = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                a = np.asarray(im.convert(mode))
+        except OSError as e:
+            raise UserError(f"{f}: unreadable image ({type(e).__name__})") from None
+        if a.shape[:2] != shape[1:]:
+            raise UserError(f"{f}: image is {a.shape[1]}x{a.shape[0]}, expected {shape[2]}x{shape[1]}")
+        arrays.append(a.reshape(shape[1], shape[2], -1))
+    return to_model_range(np.stack(arrays), shape, str(path))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]:
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def load_callable(spec: str):
+    """``FILE.py:NAME`` or ``module:NAME`` -> the object."""
+    from ganbench.plugins import load_plugin
+
+    target, _, name = spec.rpartition(":")
+    module = load_plugin(target)
+    if not hasattr(module, name):
+        raise UserError(f"{target} has no attribute {name!r}")
+    return getattr(module, name)
+
+
+def load_source(values: dict, device: torch.device, generator: str | None, samples: str | None,
+                z_dim: int | None) -> tuple[torch.Tensor, RunConfig, str, dict, int]:
+    """What ``ganbench eval`` evaluates -> (samples, config, label, source provenance, step).
+
+    ``values`` are the config fields the user gave (dataset, metrics, --set); a ganbench checkpoint
+    supplies the rest from its own config, anything else is recorded as model "external".
+    """
+    from ganbench.data import DATASETS
+    from ganbench.evaluate import generate, resolve_metrics
+
+    step, g = 0, None
+    if samples is None and Path(generator).suffix in (".pt", ".pth", ".ckpt") and not is_torchscript(Path(generator)):
+        fields = {k: v for k, v in values.items() if k not in ("model", "loss")}
+        g, cfg, step = load_generator(Path(generator), fields)
+        z_dim, kind = cfg.z_dim, "checkpoint"
+    else:
+        cfg = RunConfig.from_dict({"model": "external", "loss": "none", **values}, where="command line")
+    dataset = DATASETS[cfg.dataset](cfg)
+    shape = tuple(dataset.shape)
+
+    if samples is not None:
+        path = Path(samples)
+        if path.is_dir():
+            x, kind = load_image_folder(path, shape), "folder"
+        elif path.suffix == ".npz":
+            x, kind = load_npz(path, shape), "npz"
+        elif not path.exists():
+            raise UserError(f"not found: {path}")
+        else:
+            raise UserError(f"{path}: samples must be a folder of images or an .npz file")
+        return x, cfg, path.stem or path.name, {"kind": kind, "path": str(path), "sha256": _sha256(path)}, 0
+
+    target = generator.rpartition(":")[0] if ":" in generator and not Path(generator).exists() else generator
+    if g is None and Path(generator).suffix in (".pt", ".pth", ".ckpt", ".ts", ".jit"):
+        g, kind = load_torchscript(Path(generator)), "torchscript"
+    elif g is None and ":" in generator:
+        g, kind = load_callable(generator), "callable"
+    elif g is None:
+        raise UserError(f"--generator {generator!r}: expected a .pt checkpoint, a TorchScript file or FILE.py:NAME")
+    if z_dim is None:
+        raise UserError("--z-dim is required for TorchScript files and callables")
+    if isinstance(g, nn.Module):
+        g = g.to(device)
+    sha = _sha256(Path(target)) if Path(target).is_file() else ""
+    n = max(m.num_fake for m in resolve_metrics(cfg.metrics, dataset))
+    x = generate(g, n, z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+    label = {"callable": generator.rpartition(":")[2], "checkpoint": default_label(cfg.to_dict())}.get(kind, Path(target).stem)
+    source = {"kind": kind, "path": generator, "sha256": sha, "z_dim": z_dim}
+    return to_model_range(x, shape, f"generator {generator}"), cfg, label, source, step
+

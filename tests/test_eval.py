@@ -1,0 +1,152 @@
+"""Evaluation without training, and plug-ins: checkpoints, TorchScript, callables, .npz, bad input."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from ganbench.cli import main
+from ganbench.data import DATASETS
+from ganbench.store import load_rows
+
+TINY = ["--set", "steps=30", "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--no-progress"]
+
+
+@pytest.fixture
+def trained(tmp_path):
+    out = tmp_path / "res"
+    assert main(["run", "--dataset", "ring8", "--out", str(out)] + TINY) == 0
+    (row,) = [r for r in load_rows(out) if r["metric"] == "hq"]
+    return out, row
+
+
+def test_checkpoint_eval_reproduces_the_run_exactly(trained, capsys):
+    out, row = trained
+    ckpt = out / "runs" / row["run_id"] / "generator.pt"
+    assert main(["eval", "--dataset", "ring8", "--generator", str(ckpt), "--out", str(out)]) == 0
+    rows = load_rows(out)
+    evals = [r for r in rows if r["suite"] == "eval"]
+    runs = {r["metric"]: r["value"] for r in rows if r["suite"] != "eval"}
+    assert {r["metric"]: r["value"] for r in evals} == runs
+    assert evals[0]["source"]["kind"] == "checkpoint" and evals[0]["config"] == row["config"]
+    assert evals[0]["label"] == "mlp/ns"
+
+
+def test_npz_of_a_perfect_sampler(tmp_path, capsys):
+    pts = DATASETS["ring8"]().sample(2500, torch.Generator().manual_seed(0)).numpy()
+    np.savez(tmp_path / "perfect.npz", samples=pts)
+    out = tmp_path / "res"
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "perfect.npz"), "--out", str(out)]) == 0
+    values = {r["metric"]: r["value"] for r in load_rows(out)}
+    assert values["modes"] == 8 and values["hq"] > 0.97
+    assert "perfect on ring8: modes 8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.full((2500, 2), np.nan, dtype=np.float32), "2500 of 2500 samples contain NaN or Inf"),
+    (np.zeros((2500, 3), dtype=np.float32), "output has shape (2500, 3), expected (N, 2)"),
+    (np.zeros((2500, 2), dtype=np.int64), "samples must be uint8 or float, got torch.int64"),
+    (np.zeros((10, 2), dtype=np.float32), "needs 2500 samples, got 10"),
+])
+def test_bad_npz_is_a_clear_error(tmp_path, capsys, array, message):
+    np.savez(tmp_path / "bad.npz", samples=array)
+    out = tmp_path / "res"
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "bad.npz"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_callable_and_torchscript_generators(tmp_path):
+    ring = DATASETS["ring8"]().means.float()
+    plugin = tmp_path / "my_sampler.py"
+    plugin.write_text(textwrap.dedent("""
+        import torch
+        MEANS = torch.tensor(%s)
+        def sample(z):
+            # every latent to the mode picked by its first coordinate's sign and size
+            idx = (z[:, 0].abs() * 8).long() %% 8
+            return MEANS[idx]
+    """ % ring.tolist()))
+    out = tmp_path / "res"
+    assert main(["eval", "--dataset", "ring8", "--generator", f"{plugin}:sample", "--z-dim", "4", "--out", str(out)]) == 0
+    (modes,) = [r for r in load_rows(out) if r["metric"] == "modes"]
+    assert modes["value"] == 8 and modes["source"]["kind"] == "callable" and len(modes["source"]["sha256"]) == 64
+
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2)))
+    net.save(str(tmp_path / "g.pt"))
+    assert main(["eval", "--dataset", "ring8", "--generator", str(tmp_path / "g.pt"), "--z-dim", "3", "--out", str(out)]) == 0
+    assert {r["source"]["kind"] for r in load_rows(out)} == {"callable", "torchscript"}
+
+
+def test_missing_z_dim_and_corrupt_checkpoint(tmp_path, trained, capsys):
+    out, row = trained
+    net = torch.jit.script(torch.nn.Linear(3, 2))
+    net.save(str(tmp_path / "g.pt"))
+    assert main(["eval", "--dataset", "ring8", "--generator", str(tmp_path / "g.pt"), "--out", str(out)]) == 2
+    assert "--z-dim is required" in capsys.readouterr().err
+    ckpt = out / "runs" / row["run_id"] / "generator.pt"
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(ckpt.read_bytes()[:200])
+    assert main(["eval", "--dataset", "ring8", "--generator", str(broken), "--out", str(out)]) == 2
+    assert "unreadable or corrupt checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "ring8", "--generator", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+PLUGIN = '''
+from torch import nn
+from ganbench.models import MODELS
+
+class Gen(nn.Module):
+    def __init__(self, z_dim):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(z_dim, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+@MODELS.register("mine")
+def mine(cfg, dataset):
+    """a plug-in model"""
+    return Gen(cfg.z_dim), nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1), nn.Flatten(0))
+'''
+
+
+def test_plugin_model_runs_like_a_builtin(tmp_path, capsys):
+    plugin = tmp_path / "my_gan.py"
+    plugin.write_text(PLUGIN)
+    out = tmp_path / "res"
+    assert main(["run", "--plugin", str(plugin), "--model", "mine", "--seeds", "0,1", "--out", str(out)] + TINY) == 0
+    rows = load_rows(out)
+    assert {r["model"] for r in rows} == {"mine"} and len(rows) == 2 * 3
+    assert rows[0]["env"]["plugins"][str(plugin)] == __import__("hashlib").sha256(plugin.read_bytes()).hexdigest()
+    assert "| ring8   | mine/ns" in capsys.readouterr().out
+    assert main(["list", "models", "--plugin", str(plugin)]) == 0
+    assert "mine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def broken(:\n", "failed to import: SyntaxError"),
+    ("raise RuntimeError('boom')\n", "failed to import: RuntimeError: boom"),
+])
+def test_broken_plugin_is_one_line(tmp_path, capsys, source, message):
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text(source)
+    assert main(["run", "--plugin", str(plugin), "--out", str(tmp_path / "res")] + TINY) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "--plugin", str(tmp_path / "missing.py")] + TINY) == 2
+    assert "plug-in file not found" in capsys.readouterr().err
+
+
+def test_generator_with_wrong_output_is_refused_before_training(tmp_path, capsys):
+    plugin = tmp_path / "wrong.py"
+    plugin.write_text(PLUGIN.replace('"mine"', '"wrong"').replace("nn.Linear(32, 2))", "nn.Linear(32, 3))"))
+    out = tmp_path / "res"
+    assert main(["run", "--plugin", str(plugin), "--model", "wrong", "--out", str(out)] + TINY) == 2
+    err = capsys.readouterr().err
+    assert "model 'wrong' generator: output has shape (2, 3), expected (N, 2)" in err
+    assert not (out / "results.jsonl").exists()
