@@ -52,6 +52,7 @@ class RunConfig:
     data_path: str = ""  # a dataset's own files (folder of images, folder of IDX files); "" = under data_root
     ema: float = 0.0  # decay of an exponential moving average of G's weights, evaluated instead of G (0: off)
     weight_clip: float = 0.01  # discriminator weight clipping bound, used by losses that clip (wgan)
+    divergence: str = "stop"  # on a detected divergence: "stop" the run (recorded as diverged) or "continue"
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
@@ -143,6 +144,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'ema' must lie in [0, 1), got {cfg.ema!r}")
     if not all(0.0 <= b < 1.0 for b in cfg.betas):
         raise UserError(f"config key 'betas' must lie in [0, 1), got {list(cfg.betas)}")
+    if cfg.divergence not in ("stop", "continue"):
+        raise UserError(f"config key 'divergence' must be 'stop' or 'continue', got {cfg.divergence!r}")
     if cfg.optimizer not in _OPTIMIZERS:
         raise UserError(f"config key 'optimizer': unknown optimizer {_suggest(cfg.optimizer, _OPTIMIZERS)}")
     for key in ("model", "loss", "dataset"):

@@ -95,20 +95,22 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         except NonFiniteSamples as e:
             return {}, "diverged", f"non-finite samples at step {step}: {e}", samples
 
-    def on_eval(step: int, g) -> None:
+    def on_eval(step: int, g) -> tuple[float | None, bool]:
         values, status, reason, _ = evaluate_at(step, g)
         rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics))
+        return values.get(metrics[0].name), metrics[0].higher_is_better
 
     bar = tqdm(total=cfg.steps, desc=f"{label} {cfg.dataset} seed {cfg.seed}", leave=False, disable=None if progress else True)
     result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(1))
     bar.close()
 
     t0 = time.perf_counter()
-    if result.diverged:
+    if result.diverged and cfg.divergence == "stop":
         values, status, reason = {}, "diverged", result.diverged
-    else:
+    else:  # finished, or went on past a detected divergence (recorded as a warning)
         values, status, reason, samples = evaluate_at(result.steps_done, result.generator)
-        if hasattr(dataset, "means"):
+        reason = reason or (f"warning: {result.diverged}" if result.diverged else None)
+        if hasattr(dataset, "means") and status == "ok":
             scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset} · seed {cfg.seed}")
     eval_seconds = time.perf_counter() - t0
     timing = {
@@ -118,7 +120,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         "samples_per_s": result.steps_done * cfg.batch_size / max(result.train_seconds, 1e-9),
     }
     rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics, {"timing": timing}))
-    if result.diverged is None:
+    if status == "ok":
         save_generator(run_dir / "generator.pt", result.generator, cfg, result.steps_done)
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
     atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing})

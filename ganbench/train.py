@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -14,10 +13,12 @@ from ganbench.config import RunConfig
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES, clip_weights, gradient_penalty
 from ganbench.models import MODELS, is_conditional
+from ganbench.monitor import Monitor, grad_norm
 from ganbench.samples import check_output
 from ganbench.seeding import make_generator, seeded_init, synchronize
 
-EvalHook = Callable[[int, nn.Module], None]  # (step, generator in eval mode) -> None
+# (step, generator in eval mode) -> (first metric value, higher_is_better) or None
+EvalHook = Callable[[int, nn.Module], Optional[tuple]]
 
 
 @dataclass
@@ -74,6 +75,8 @@ def train(
     on_eval: EvalHook | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
+    """Train ``cfg`` on ``dataset``; ``on_eval(step, g)`` runs every ``cfg.eval_every`` steps and may
+    return (first metric value, higher_is_better) so that a run that keeps getting worse is caught."""
     loss = LOSSES[cfg.loss]
     g, d = build_models(cfg, dataset, device)
     opt_g = make_optimizer(cfg, g.parameters(), cfg.lr_g)
@@ -82,7 +85,7 @@ def train(
     data = dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device)
     noise = make_generator(cfg.seed, "noise", device)
     every = log_interval(cfg.steps)
-    history: list[dict] = []
+    monitor = Monitor(sigmoid_outputs=loss.name in ("ns", "minimax"))
     diverged = None
     B, zdim = cfg.batch_size, cfg.z_dim
     cond = is_conditional(g)
@@ -103,9 +106,9 @@ def train(
 
     synchronize(device)
     start = time.perf_counter()
-    eval_seconds = 0.0
-    step = 0
+    interval_start, eval_seconds, step = start, 0.0, 0
     while step < cfg.steps:
+        log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
         d.requires_grad_(True)
         for _ in range(cfg.n_dis):
@@ -113,7 +116,8 @@ def train(
             z, y_fake = latents()
             with torch.no_grad():
                 fake = G(z, y_fake)
-            d_loss = loss.d(D(real, y_real), D(fake, y_fake))
+            d_real, d_fake = D(real, y_real), D(fake, y_fake)
+            d_loss = loss.d(d_real, d_fake)
             if loss.penalty:
                 # conditional critics are penalised at the real labels
                 critic = (lambda x: d(x, y_real)) if cond else d
@@ -123,6 +127,7 @@ def train(
             opt_d.step()
             if loss.clip:
                 clip_weights(d, cfg.weight_clip)
+        grad_d = grad_norm(d.parameters()) if log_now else 0.0
 
         # Generator: minimise loss.g(D(G(z))); D's weights need no gradient here
         d.requires_grad_(False)
@@ -130,29 +135,51 @@ def train(
         g_loss = loss.g(D(G(z, y_fake), y_fake))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        grad_g = grad_norm(g.parameters()) if log_now else 0.0
         opt_g.step()
         if ema is not None:
             ema.update_parameters(g)
         step += 1
 
-        if step % every == 0 or step == cfg.steps:
-            row = {"step": step, "d_loss": d_loss.item(), "g_loss": g_loss.item()}
-            history.append(row)
-            if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
-                diverged = f"non-finite loss at step {step}"
+        if log_now:
+            synchronize(device)
+            now = time.perf_counter()
+            row = {"step": step, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                   "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(),
+                   "grad_d": grad_d, "grad_g": grad_g,
+                   "lr_d": opt_d.param_groups[0]["lr"], "lr_g": opt_g.param_groups[0]["lr"],
+                   "step_time": (now - interval_start) / (step - (monitor.history[-1]["step"] if monitor.history else 0))}
+            reason = monitor.record(row) or _nonfinite_weights(g, d, step)
+            interval_start = time.perf_counter()
+            if reason and cfg.divergence == "stop":
+                diverged = reason
                 break
+            diverged = diverged or reason
         if on_step is not None:
             on_step(step)
         if on_eval is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
             t0 = time.perf_counter()
-            final_g = g if ema is None else ema.module
-            final_g.eval()
-            on_eval(step, final_g)
-            final_g.train()
+            current = g if ema is None else ema.module
+            current.eval()
+            result = on_eval(step, current)
+            current.train()
+            reason = monitor.evaluation(step, *result) if result else None
             eval_seconds += time.perf_counter() - t0
+            interval_start += time.perf_counter() - t0
+            if reason and cfg.divergence == "stop":
+                diverged = reason
+                break
+            diverged = diverged or reason
     synchronize(device)
     seconds = time.perf_counter() - start - eval_seconds
     d.requires_grad_(True)
     final_g = g if ema is None else ema.module
     final_g.eval()
-    return TrainResult(final_g, d, step, diverged, seconds, history)
+    return TrainResult(final_g, d, step, diverged, seconds, monitor.history)
+
+
+def _nonfinite_weights(g: nn.Module, d: nn.Module, step: int) -> str | None:
+    for name, net in (("generator", g), ("discriminator", d)):
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            return f"non-finite: {name} weights are NaN/Inf at step {step}"
+    return None
