@@ -36,3 +36,4 @@ class Dataset(Protocol):
 
 
 from ganbench.data import toy  # noqa: E402,F401  (registers the toy datasets)
+from ganbench.data import images, mnist, cifar, folder  # noqa: E402,F401  (registers the image datasets)
