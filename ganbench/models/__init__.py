@@ -19,3 +19,4 @@ def is_conditional(g) -> bool:
 
 
 from ganbench.models import mlp  # noqa: E402,F401  (registers the built-in models)
+from ganbench.models import cdcgan, dcgan, sngan  # noqa: E402,F401  (the image models)
