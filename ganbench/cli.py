@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars or per-run lines")
+    r.add_argument("--resume", action="store_true", help="continue unfinished runs of --out from their checkpoints")
+    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save a checkpoint every N steps (default: a tenth of each run)")
     r.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a plug-in that registers models, losses, datasets or metrics (repeatable)")
 
@@ -100,7 +103,8 @@ def cmd_run(args) -> int:
     n = len(suite.runs())
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {device} -> {out}")
     start = time.perf_counter()
-    outcomes = run_suite(suite, out, device, progress=not args.no_progress)
+    outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
+                         checkpoint_every=args.checkpoint_every)
     skipped = sum(o.status == "skipped" for o in outcomes)
     diverged = sum(o.status == "diverged" for o in outcomes)
     print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged\n")
@@ -143,19 +147,19 @@ def cmd_list(args) -> int:
 
         for name, path in available_suites().items():
             s = load_suite(str(path))
-            print(f"{name:12s} {len(s.runs()):4d} runs  {s.description}")
+            print(f"{name:14s} {len(s.runs()):4d} runs  {s.description}")
         return 0
     if what == "metrics":
         from ganbench.metrics import METRICS
 
         for name, m in sorted(METRICS.items()):
-            print(f"{name:12s} {m.arrow}  n={m.num_fake:<6d} {m.description}")
+            print(f"{name:14s} {m.arrow}  n={m.num_fake:<6d} {m.description}")
         return 0
     if what == "losses":
         from ganbench.losses import LOSSES
 
         for name, loss in sorted(LOSSES.items()):
-            print(f"{name:12s} {loss.description}")
+            print(f"{name:14s} {loss.description}")
         return 0
     from ganbench.data import DATASETS
     from ganbench.models import MODELS
@@ -163,7 +167,7 @@ def cmd_list(args) -> int:
     registry = {"models": MODELS, "datasets": DATASETS}[what]
     for name, factory in sorted(registry.items()):
         doc = (factory.__doc__ or "").strip().splitlines()
-        print(f"{name:12s} {doc[0] if doc else ''}")
+        print(f"{name:14s} {doc[0] if doc else ''}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ganbench.config import RunConfig, Suite, digest
+from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
+from ganbench.config import RunConfig, Suite, config_diff, digest
 from ganbench.errors import UserError
 from ganbench.data import DATASETS
 from ganbench.evaluate import NonFiniteSamples, compute_metrics, generate, protocol, protocol_id, resolve_metrics
@@ -77,8 +79,16 @@ def _history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
-def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True) -> Outcome:
+def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True,
+            resume: bool = False, checkpoint_every: int = 0) -> Outcome:
+    """Train and evaluate one run; with ``resume``, continue from its checkpoint if it has one.
+
+    ``checkpoint_every`` steps (0: a tenth of the run) the state is saved in the run folder.
+    """
     run_dir = Path(out) / "runs" / cfg.run_id
+    if not resume:  # a fresh start: an unfinished earlier attempt is not continued
+        for name in (NAME, PREVIOUS):
+            (run_dir / name).unlink(missing_ok=True)
     atomic_write_json(run_dir / "config.json", {
         "run_id": cfg.run_id, "group_id": cfg.group_id, "label": label, "suite": suite, "config": cfg.to_dict(),
     })
@@ -100,8 +110,13 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics))
         return values.get(metrics[0].name), metrics[0].higher_is_better
 
+    def set_rows(text: str) -> None:
+        rows[:] = json.loads(text) if text else []
+
+    every = checkpoint_every or max(cfg.steps // 10, 1)
     bar = tqdm(total=cfg.steps, desc=f"{label} {cfg.dataset} seed {cfg.seed}", leave=False, disable=None if progress else True)
-    result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(1))
+    result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(s - bar.n),
+                   checkpoint=Checkpointer(run_dir, every), extra_state=(lambda: json.dumps(rows), set_rows))
     bar.close()
 
     t0 = time.perf_counter()
@@ -125,6 +140,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
     atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing})
     append_rows(out, rows)
+    for name in (NAME, PREVIOUS):  # the run is in the results now; generator.pt is what stays
+        (run_dir / name).unlink(missing_ok=True)
     return Outcome(label, cfg, status, values, reason, result.train_seconds + eval_seconds)
 
 
@@ -134,10 +151,28 @@ def _describe(o: Outcome) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in o.values.items()) + f"  ({o.seconds:.1f} s)"
 
 
-def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True) -> list[Outcome]:
+def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
+    """Refuse to resume when an unfinished run of the same setting and seed has another config."""
+    planned = {(label, cfg.dataset, cfg.seed): cfg for label, cfg in suite.runs()}
+    for path in sorted((Path(out) / "runs").glob("*/config.json")):
+        if path.parent.name in done or not (path.parent / NAME).exists():
+            continue
+        old = json.loads(path.read_text())
+        key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
+        new = planned.get(key)
+        if old.get("suite") == suite.name and new is not None and new.run_id != path.parent.name:
+            diff = config_diff(old["config"], new.to_dict())
+            raise UserError(f"--resume: run {path.parent.name} ({key[0]}, {key[1]}, seed {key[2]}) was started "
+                            f"with another config: {'; '.join(diff)}")
+
+
+def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True, resume: bool = False,
+              checkpoint_every: int = 0) -> list[Outcome]:
     """Run every (setting, seed) of ``suite`` into ``out`` one after another."""
     validate_suite(suite)
     done = finished_run_ids(out)
+    if resume:
+        check_resume(suite, out, done)
     runs = suite.runs()
     outcomes = []
     bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=None if progress else True)
@@ -145,7 +180,7 @@ def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = Tr
         if cfg.run_id in done:
             outcomes.append(Outcome(label, cfg, "skipped", {}, "already in results"))
             continue
-        o = run_one(label, cfg, suite.name, out, device, progress)
+        o = run_one(label, cfg, suite.name, out, device, progress, resume, checkpoint_every)
         outcomes.append(o)
         if progress:
             tqdm.write(f"[{i}/{len(runs)}] {label} {cfg.dataset} seed {cfg.seed}: {_describe(o)}")

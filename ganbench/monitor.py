@@ -32,6 +32,12 @@ class Monitor:
         self._evals: list[float] = []
         self._worse = 0
 
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
     def record(self, row: dict) -> str | None:
         """Keep one history row; return a divergence reason, or None."""
         prev = self.history[-1] if self.history else None

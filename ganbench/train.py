@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ganbench.checkpoint import Checkpointer, set_global_rng_state
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES, clip_weights, gradient_penalty
@@ -74,15 +75,21 @@ def train(
     device: torch.device,
     on_eval: EvalHook | None = None,
     on_step: Callable[[int], None] | None = None,
+    checkpoint: Checkpointer | None = None,
+    extra_state: tuple[Callable[[], str], Callable[[str], None]] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``dataset``; ``on_eval(step, g)`` runs every ``cfg.eval_every`` steps and may
-    return (first metric value, higher_is_better) so that a run that keeps getting worse is caught."""
+    return (first metric value, higher_is_better) so that a run that keeps getting worse is caught.
+
+    With ``checkpoint``, the run saves on its schedule and first continues from the newest
+    checkpoint if there is one; ``extra_state`` = (get, set) carries the caller's own state in it.
+    """
     loss = LOSSES[cfg.loss]
     g, d = build_models(cfg, dataset, device)
     opt_g = make_optimizer(cfg, g.parameters(), cfg.lr_g)
     opt_d = make_optimizer(cfg, d.parameters(), cfg.lr_d)
     ema = make_ema(cfg, g)
-    data = dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device)
+    data = Counted(dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device))
     noise = make_generator(cfg.seed, "noise", device)
     every = log_interval(cfg.steps)
     monitor = Monitor(sigmoid_outputs=loss.name in ("ns", "minimax"))
@@ -104,9 +111,23 @@ def train(
     def D(x, y):
         return d(x, y) if cond else d(x)
 
+    nets = {"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d, **({"ema": ema} if ema is not None else {})}
+    step, done_seconds = 0, 0.0
+    saved = checkpoint.load(cfg.to_dict()) if checkpoint is not None else None
+    if saved is not None:  # continue exactly where the checkpoint left off
+        for key, obj in nets.items():
+            obj.load_state_dict(saved[key])
+        noise.set_state(saved["noise"].to(noise.get_state().device))
+        data.skip(saved["batches"])
+        monitor.load_state_dict(saved["monitor"])
+        set_global_rng_state(saved["rng"])
+        step, done_seconds = saved["step"], saved["train_seconds"]
+        if extra_state is not None:
+            extra_state[1](saved["extra"])
+
     synchronize(device)
-    start = time.perf_counter()
-    interval_start, eval_seconds, step = start, 0.0, 0
+    start = time.perf_counter() - done_seconds
+    interval_start, eval_seconds = time.perf_counter(), 0.0
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
@@ -170,12 +191,35 @@ def train(
                 diverged = reason
                 break
             diverged = diverged or reason
+        if checkpoint is not None and checkpoint.due(step, cfg.steps) and not diverged:
+            synchronize(device)
+            checkpoint.save({
+                "config": cfg.to_dict(), "step": step, "noise": noise.get_state(), "batches": data.count,
+                "monitor": monitor.state_dict(), "train_seconds": time.perf_counter() - start - eval_seconds,
+                "extra": extra_state[0]() if extra_state is not None else "",
+                **{key: obj.state_dict() for key, obj in nets.items()},
+            })
     synchronize(device)
     seconds = time.perf_counter() - start - eval_seconds
     d.requires_grad_(True)
     final_g = g if ema is None else ema.module
     final_g.eval()
     return TrainResult(final_g, d, step, diverged, seconds, monitor.history)
+
+
+class Counted:
+    """An iterator that counts what it yields, so a resumed run can skip the batches already drawn."""
+
+    def __init__(self, it):
+        self.it, self.count = it, 0
+
+    def __next__(self):
+        self.count += 1
+        return next(self.it)
+
+    def skip(self, n: int) -> None:
+        for _ in range(n):
+            next(self)
 
 
 def _nonfinite_weights(g: nn.Module, d: nn.Module, step: int) -> str | None:

@@ -34,6 +34,9 @@ class Dataset(Protocol):
     def batches(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Batch]:
         """An endless stream of (samples, labels) on ``device``; labels are None when unlabelled."""
 
+    # Image datasets also have ``native_resolution``, ``split`` (the training split) and
+    # ``real_images(split=None, n=None)``: real images of a split as float32 in [-1, 1] with labels.
+
 
 from ganbench.data import toy  # noqa: E402,F401  (registers the toy datasets)
 from ganbench.data import images, mnist, cifar, folder  # noqa: E402,F401  (registers the image datasets)

@@ -1,0 +1,160 @@
+"""Checkpoints and exact resume: a run killed part-way and resumed ends bit-identical to one that
+never stopped; damaged checkpoints fall back or fail clearly; a changed config is refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
+from ganbench.cli import main
+from ganbench.data import DATASETS
+from ganbench.errors import UserError
+from ganbench.store import load_rows
+from ganbench.train import train
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_at(n):
+    def on_step(step):
+        if step == n:
+            raise Stop
+    return on_step
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"loss": "wgan-gp", "n_dis": 2, "ema": 0.9},
+    {"loss": "hinge", "spectral_norm": True},
+])
+def test_interrupted_and_resumed_training_is_bit_identical(tmp_path, tiny_cfg, cpu, overrides):
+    cfg = tiny_cfg.replace(steps=40, eval_every=10, **overrides)
+    ds = DATASETS[cfg.dataset](cfg)
+    whole = train(cfg, ds, cpu)
+
+    ckpt = Checkpointer(tmp_path, every=10)
+    with pytest.raises(Stop):
+        train(cfg, ds, cpu, checkpoint=ckpt, on_step=_stop_at(27))  # dies between checkpoints
+    assert torch.load(tmp_path / NAME, weights_only=True)["step"] == 20
+    torch.manual_seed(999)  # the new process has other global random state
+    resumed = train(cfg, ds, cpu, checkpoint=Checkpointer(tmp_path, every=10))
+
+    assert resumed.steps_done == whole.steps_done == 40
+    for a, b in ((whole.generator, resumed.generator), (whole.discriminator, resumed.discriminator)):
+        sa, sb = _state(a), _state(b)
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    timeless = lambda h: [{k: v for k, v in r.items() if k != "step_time"} for r in h]  # noqa: E731
+    assert timeless(resumed.history) == timeless(whole.history)
+
+
+def test_caller_state_travels_with_the_checkpoint(tmp_path, tiny_cfg, cpu):
+    cfg = tiny_cfg.replace(steps=20)
+    ds = DATASETS[cfg.dataset](cfg)
+    seen = []
+    with pytest.raises(Stop):
+        train(cfg, ds, cpu, checkpoint=Checkpointer(tmp_path, 10), on_step=_stop_at(15),
+              extra_state=(lambda: "rows at 10", seen.append))
+    train(cfg, ds, cpu, checkpoint=Checkpointer(tmp_path, 10), extra_state=(lambda: "x", seen.append))
+    assert seen == ["rows at 10"]
+
+
+def _two_checkpoints(tmp_path, cfg, cpu):
+    ds = DATASETS[cfg.dataset](cfg)
+    with pytest.raises(Stop):
+        train(cfg, ds, cpu, checkpoint=Checkpointer(tmp_path, 10), on_step=_stop_at(25))
+    return ds
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_cfg, cpu, capsys):
+    cfg = tiny_cfg.replace(steps=40)
+    _two_checkpoints(tmp_path, cfg, cpu)
+    data = (tmp_path / NAME).read_bytes()
+    (tmp_path / NAME).write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    state = Checkpointer(tmp_path, 10).load(cfg.to_dict())
+    assert state["step"] == 10
+    err = capsys.readouterr().err
+    assert "unreadable" in err and "step 10" in err
+
+
+def test_no_readable_checkpoint_is_a_clear_error(tmp_path, tiny_cfg, cpu):
+    cfg = tiny_cfg.replace(steps=40)
+    _two_checkpoints(tmp_path, cfg, cpu)
+    for name in (NAME, PREVIOUS):
+        (tmp_path / name).write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="no readable checkpoint"):
+        Checkpointer(tmp_path, 10).load(cfg.to_dict())
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, tiny_cfg, cpu):
+    cfg = tiny_cfg.replace(steps=40)
+    _two_checkpoints(tmp_path, cfg, cpu)
+    with pytest.raises(UserError, match="lr_g"):
+        Checkpointer(tmp_path, 10).load(cfg.replace(lr_g=cfg.lr_g * 2).to_dict())
+
+
+def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
+    out = tmp_path / "res"
+    base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
+            "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32"]
+    assert main(base + ["--set", "steps=20"]) == 0
+    run = next((out / "runs").iterdir())
+    torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
+    (out / "results.jsonl").unlink()
+    capsys.readouterr()
+    assert main(base + ["--set", "steps=30", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "steps" in err and "another config" in err
+
+
+def _quality(out):
+    rows = [r for r in load_rows(out) if r["final"]]
+    return sorted((r["metric"], r["value"]) for r in rows)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """A real process killed with SIGKILL mid-run, then ``--resume``: same metrics, same weights."""
+    cmd = [sys.executable, "-m", "ganbench", "run", "--model", "mlp", "--dataset", "ring8", "--no-progress",
+           "--set", "steps=3000", "--set", "width=32", "--set", "depth=2", "--set", "batch_size=64",
+           "--set", "eval_every=1000", "--checkpoint-every", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(cmd + ["--out", str(ref)], check=True, capture_output=True, timeout=600, env=env)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    ckpt = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list((out / "runs").glob(f"*/{PREVIOUS}")) if (out / "runs").exists() else []
+        if found:
+            ckpt = found[0]
+            break
+        time.sleep(0.05)
+    assert ckpt is not None, "the run finished or stalled before its second checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.jsonl").exists() or _quality(out) == []
+
+    subprocess.run(cmd + ["--out", str(out), "--resume"], check=True, capture_output=True, timeout=600, env=env)
+    assert _quality(out) == _quality(ref)
+    (run_id,) = [p.name for p in (ref / "runs").iterdir()]
+    a = torch.load(ref / "runs" / run_id / "generator.pt", weights_only=True)
+    b = torch.load(out / "runs" / run_id / "generator.pt", weights_only=True)
+    sa, sb = a["state_dict"], b["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not (out / "runs" / run_id / NAME).exists()  # finished runs keep generator.pt only
+    curve = sorted((r["step"], r["value"]) for r in load_rows(out) if r["metric"] == "modes")
+    assert curve == sorted((r["step"], r["value"]) for r in load_rows(ref) if r["metric"] == "modes")
