@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue unfinished runs of --out from their checkpoints")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save a checkpoint every N steps (default: a tenth of each run)")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="also log history, metrics and samples for TensorBoard under OUT/tensorboard/")
     r.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a plug-in that registers models, losses, datasets or metrics (repeatable)")
 
@@ -96,6 +98,12 @@ def cmd_run(args) -> int:
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
     validate_suite(suite)  # every name resolved before anything is printed or written
+    if args.checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every must be >= 0 (0: a tenth of each run), got {args.checkpoint_every}")
+    if args.tensorboard:
+        from ganbench.tensorboard import require
+
+        require()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -104,7 +112,7 @@ def cmd_run(args) -> int:
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {device} -> {out}")
     start = time.perf_counter()
     outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard)
     skipped = sum(o.status == "skipped" for o in outcomes)
     diverged = sum(o.status == "diverged" for o in outcomes)
     print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged\n")

@@ -25,9 +25,11 @@ from ganbench.evaluate import NonFiniteSamples, compute_metrics, generate, proto
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS
+from ganbench.monitor import stability
 from ganbench.plots import scatter_2d
 from ganbench.samples import save_generator
 from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
+from ganbench.tensorboard import TensorBoardLogger, log_dir as tb_dir, require as require_tensorboard
 from ganbench.train import train
 
 
@@ -80,10 +82,11 @@ def _history_csv(history: list[dict]) -> str:
 
 
 def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True,
-            resume: bool = False, checkpoint_every: int = 0) -> Outcome:
+            resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False) -> Outcome:
     """Train and evaluate one run; with ``resume``, continue from its checkpoint if it has one.
 
-    ``checkpoint_every`` steps (0: a tenth of the run) the state is saved in the run folder.
+    ``checkpoint_every`` steps (0: a tenth of the run) the state is saved in the run folder. With
+    ``tensorboard``, history, metrics and samples also go to ``out/tensorboard/``.
     """
     run_dir = Path(out) / "runs" / cfg.run_id
     if not resume:  # a fresh start: an unfinished earlier attempt is not continued
@@ -97,6 +100,9 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     n_eval = max(m.num_fake for m in metrics)
     env = environment(device)
     rows: list[dict] = []
+    tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if tensorboard else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
     def evaluate_at(step: int, g) -> tuple[dict, str, str | None, torch.Tensor]:
         samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
@@ -106,9 +112,17 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
             return {}, "diverged", f"non-finite samples at step {step}: {e}", samples
 
     def on_eval(step: int, g) -> tuple[float | None, bool]:
-        values, status, reason, _ = evaluate_at(step, g)
+        values, status, reason, samples = evaluate_at(step, g)
         rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics))
+        if tb is not None:
+            tb.metrics(step, values)
+            tb.samples(step, samples, dataset)
         return values.get(metrics[0].name), metrics[0].higher_is_better
+
+    def on_log(row: dict) -> None:
+        bar.set_postfix(d_loss=f"{row['d_loss']:.3g}", g_loss=f"{row['g_loss']:.3g}", refresh=False)
+        if tb is not None:
+            tb.history(row)
 
     def set_rows(text: str) -> None:
         rows[:] = json.loads(text) if text else []
@@ -116,7 +130,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     every = checkpoint_every or max(cfg.steps // 10, 1)
     bar = tqdm(total=cfg.steps, desc=f"{label} {cfg.dataset} seed {cfg.seed}", leave=False, disable=None if progress else True)
     result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(s - bar.n),
-                   checkpoint=Checkpointer(run_dir, every), extra_state=(lambda: json.dumps(rows), set_rows))
+                   checkpoint=Checkpointer(run_dir, every), extra_state=(lambda: json.dumps(rows), set_rows),
+                   on_log=on_log)
     bar.close()
 
     t0 = time.perf_counter()
@@ -128,21 +143,58 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         if hasattr(dataset, "means") and status == "ok":
             scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset} · seed {cfg.seed}")
     eval_seconds = time.perf_counter() - t0
-    timing = {
-        "steps_done": result.steps_done,
-        "train_seconds": result.train_seconds,
-        "eval_seconds": eval_seconds,
-        "samples_per_s": result.steps_done * cfg.batch_size / max(result.train_seconds, 1e-9),
-    }
-    rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics, {"timing": timing}))
+    timing = throughput(result, cfg, device, eval_seconds, n_eval if status == "ok" else 0)
+    first = metrics[0]
+    curve = [(r["step"], r["value"]) for r in rows if r["metric"] == first.name] + [(result.steps_done, values.get(first.name))]
+    stable = {"metric": first.name, **stability(curve, first.higher_is_better)}
+    if tb is not None:
+        tb.metrics(result.steps_done, values)
+        if status == "ok":
+            tb.samples(result.steps_done, samples, dataset)
+        tb.close()
+    rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics,
+                      {"timing": timing, "stability": stable}))
     if status == "ok":
         save_generator(run_dir / "generator.pt", result.generator, cfg, result.steps_done)
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
-    atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing})
+    atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing,
+                                                  "stability": stable})
     append_rows(out, rows)
     for name in (NAME, PREVIOUS):  # the run is in the results now; generator.pt is what stays
         (run_dir / name).unlink(missing_ok=True)
     return Outcome(label, cfg, status, values, reason, result.train_seconds + eval_seconds)
+
+
+def throughput(result, cfg: RunConfig, device: torch.device, eval_seconds: float, n_eval: int) -> dict:
+    """Speed and memory of one run: images/s, step-time percentiles, evaluation, peak memory, sizes.
+
+    Step times are the per-step means of the history's logging intervals (about 100 per run).
+    Peak memory is CUDA's maximum allocated memory on a GPU, else the process's peak resident set
+    (a high-water mark since the process started).
+    """
+    import numpy as np
+
+    steps = np.array([r["step_time"] for r in result.history], dtype=np.float64)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {
+        "steps_done": result.steps_done,
+        "train_seconds": result.train_seconds,
+        "samples_per_s": result.steps_done * cfg.batch_size / max(result.train_seconds, 1e-9),
+        "step_time_median": float(np.median(steps)) if len(steps) else None,
+        "step_time_p90": float(np.percentile(steps, 90)) if len(steps) else None,
+        "checkpoint_seconds": result.checkpoint_seconds,
+        "eval_seconds": eval_seconds,
+        "eval_samples_per_s": n_eval / eval_seconds if n_eval and eval_seconds > 0 else None,
+        "peak_memory_mb": peak,
+        "g_params": count(result.generator),
+        "d_params": count(result.discriminator),
+    }
 
 
 def _describe(o: Outcome) -> str:
@@ -167,9 +219,11 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
 
 
 def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True, resume: bool = False,
-              checkpoint_every: int = 0) -> list[Outcome]:
+              checkpoint_every: int = 0, tensorboard: bool = False) -> list[Outcome]:
     """Run every (setting, seed) of ``suite`` into ``out`` one after another."""
     validate_suite(suite)
+    if tensorboard:
+        require_tensorboard()
     done = finished_run_ids(out)
     if resume:
         check_resume(suite, out, done)
@@ -180,7 +234,7 @@ def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = Tr
         if cfg.run_id in done:
             outcomes.append(Outcome(label, cfg, "skipped", {}, "already in results"))
             continue
-        o = run_one(label, cfg, suite.name, out, device, progress, resume, checkpoint_every)
+        o = run_one(label, cfg, suite.name, out, device, progress, resume, checkpoint_every, tensorboard)
         outcomes.append(o)
         if progress:
             tqdm.write(f"[{i}/{len(runs)}] {label} {cfg.dataset} seed {cfg.seed}: {_describe(o)}")

@@ -82,3 +82,32 @@ def grad_norm(params) -> float:
 
     norms = [p.grad.detach().norm() for p in params if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def stability(curve: list[tuple[int, float]], higher_is_better: bool, last: int = 5) -> dict:
+    """Summary of one run's metric curve [(step, value), ...], the final evaluation last.
+
+    ``best`` and ``best_step``: the best value and where it was reached; ``best_final_gap``: how much
+    worse the final value is than the best (0 when the run ended at its best; always >= 0);
+    ``last_spread``: the standard deviation of the last ``last`` evaluations (how much the metric
+    still moves at the end of training; 0 with a single evaluation).
+    """
+    points = [(s, v) for s, v in curve if v is not None and math.isfinite(v)]
+    if not points:
+        return {}
+    best_step, best = _best(points, higher_is_better)
+    final = points[-1][1]
+    tail = [v for _, v in points[-last:]]
+    mean = sum(tail) / len(tail)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in tail) / (len(tail) - 1)) if len(tail) > 1 else 0.0
+    return {"best": best, "best_step": best_step, "best_final_gap": abs(final - best), "last_spread": spread,
+            "evaluations": len(points)}
+
+
+def _best(points: list[tuple[int, float]], higher_is_better: bool) -> tuple[int, float]:
+    """The earliest (step, value) with the best value."""
+    best = points[0]
+    for s, v in points[1:]:
+        if (v > best[1]) if higher_is_better else (v < best[1]):
+            best = (s, v)
+    return best

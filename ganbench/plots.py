@@ -16,6 +16,15 @@ from ganbench.store import atomic_write_bytes  # noqa: E402
 
 
 def scatter_2d(samples: torch.Tensor, dataset, path: Path, title: str = "") -> None:
+    """Save ``scatter_figure`` as a PNG file."""
+    fig = scatter_figure(samples, dataset, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def scatter_figure(samples: torch.Tensor, dataset, title: str = ""):
     """Generated points over the mode centres, each centre ringed at the high-quality radius."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     pts = samples.detach().cpu().numpy()
@@ -31,7 +40,4 @@ def scatter_2d(samples: torch.Tensor, dataset, path: Path, title: str = "") -> N
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7, markerscale=2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return fig

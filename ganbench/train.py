@@ -28,8 +28,9 @@ class TrainResult:
     discriminator: nn.Module
     steps_done: int
     diverged: str | None  # reason the run stopped early, or None
-    train_seconds: float  # wall time of the updates, evaluation during training excluded
+    train_seconds: float  # wall time of the updates; evaluation and checkpoints excluded
     history: list[dict] = field(default_factory=list)  # one dict per logged step
+    checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints (this process)
 
 
 def build_models(cfg: RunConfig, dataset, device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -77,12 +78,14 @@ def train(
     on_step: Callable[[int], None] | None = None,
     checkpoint: Checkpointer | None = None,
     extra_state: tuple[Callable[[], str], Callable[[str], None]] | None = None,
+    on_log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` on ``dataset``; ``on_eval(step, g)`` runs every ``cfg.eval_every`` steps and may
     return (first metric value, higher_is_better) so that a run that keeps getting worse is caught.
 
     With ``checkpoint``, the run saves on its schedule and first continues from the newest
     checkpoint if there is one; ``extra_state`` = (get, set) carries the caller's own state in it.
+    ``on_log(row)`` sees each history row as it is recorded (progress bars, TensorBoard).
     """
     loss = LOSSES[cfg.loss]
     g, d = build_models(cfg, dataset, device)
@@ -127,7 +130,7 @@ def train(
 
     synchronize(device)
     start = time.perf_counter() - done_seconds
-    interval_start, eval_seconds = time.perf_counter(), 0.0
+    interval_start, eval_seconds, ckpt_seconds = time.perf_counter(), 0.0, 0.0
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
@@ -171,6 +174,8 @@ def train(
                    "lr_d": opt_d.param_groups[0]["lr"], "lr_g": opt_g.param_groups[0]["lr"],
                    "step_time": (now - interval_start) / (step - (monitor.history[-1]["step"] if monitor.history else 0))}
             reason = monitor.record(row) or _nonfinite_weights(g, d, step)
+            if on_log is not None:
+                on_log(row)
             interval_start = time.perf_counter()
             if reason and cfg.divergence == "stop":
                 diverged = reason
@@ -193,18 +198,21 @@ def train(
             diverged = diverged or reason
         if checkpoint is not None and checkpoint.due(step, cfg.steps) and not diverged:
             synchronize(device)
+            t0 = time.perf_counter()
             checkpoint.save({
                 "config": cfg.to_dict(), "step": step, "noise": noise.get_state(), "batches": data.count,
-                "monitor": monitor.state_dict(), "train_seconds": time.perf_counter() - start - eval_seconds,
+                "monitor": monitor.state_dict(), "train_seconds": t0 - start - eval_seconds - ckpt_seconds,
                 "extra": extra_state[0]() if extra_state is not None else "",
                 **{key: obj.state_dict() for key, obj in nets.items()},
             })
+            ckpt_seconds += time.perf_counter() - t0
+            interval_start += time.perf_counter() - t0
     synchronize(device)
-    seconds = time.perf_counter() - start - eval_seconds
+    seconds = time.perf_counter() - start - eval_seconds - ckpt_seconds
     d.requires_grad_(True)
     final_g = g if ema is None else ema.module
     final_g.eval()
-    return TrainResult(final_g, d, step, diverged, seconds, monitor.history)
+    return TrainResult(final_g, d, step, diverged, seconds, monitor.history, ckpt_seconds)
 
 
 class Counted:
