@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log history, metrics and samples for TensorBoard under OUT/tensorboard/")
     r.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                    help="import a plug-in that registers models, losses, datasets or metrics (repeatable)")
+    r.add_argument("--inception-weights", metavar="FILE",
+                   help="InceptionV3 weights for fid/is/kid (default: $GANBENCH_INCEPTION_WEIGHTS, torch hub's cache)")
 
     e = sub.add_parser("eval", help="evaluate a generator or samples made elsewhere, without training")
     e.add_argument("--dataset", required=True, help="reference dataset (decides the metrics and the expected shape)")
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
+    e.add_argument("--inception-weights", metavar="FILE",
+                   help="InceptionV3 weights for fid/is/kid (default: $GANBENCH_INCEPTION_WEIGHTS, torch hub's cache)")
 
     t = sub.add_parser("table", help="print the comparison table of a results folder")
     t.add_argument("dir", help="results folder")
@@ -187,9 +191,23 @@ def _load_plugins(args) -> None:
         load_plugin(spec)
 
 
+def _inception_weights(args) -> None:
+    """--inception-weights FILE: checked here, then read by ganbench.inception from the environment."""
+    path = getattr(args, "inception_weights", None)
+    if path:
+        import os
+
+        from ganbench.inception import ENV_WEIGHTS
+
+        if not Path(path).is_file():
+            raise UserError(f"--inception-weights: file not found: {path}")
+        os.environ[ENV_WEIGHTS] = str(Path(path).resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _inception_weights(args)
         _load_plugins(args)
         return {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "list": cmd_list}[args.command](args)
     except UserError as e:

@@ -67,15 +67,35 @@ def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> di
     return values
 
 
-def protocol(metric: Metric, eval_seed: int) -> dict:
-    """Everything that must match for two values of a metric to be comparable."""
-    return {
+def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
+    """Everything that must match for two values of a metric to be comparable.
+
+    With ``dataset``, an extractor that has a ``provenance(dataset)`` adds what it was computed
+    with: network or classifier and the hash of its weights, classifier accuracy, and the actual
+    number of real samples (a metric's ``num_real`` of -1 means the whole reference split).
+    """
+    p = {
         "metric_version": metric.version,
         "features": metric.features,
         "num_fake": metric.num_fake,
         "num_real": metric.num_real,
         "eval_seed": eval_seed,
     }
+    describe = getattr(FEATURES[metric.features], "provenance", None)
+    if dataset is not None and describe is not None:
+        extra = dict(describe(dataset))
+        if metric.num_real == 0:  # the metric reads no real samples, whatever the extractor loads
+            extra.pop("num_real", None)
+        p.update(extra)
+    return p
+
+
+def preflight(metrics: list[Metric], dataset) -> None:
+    """Checks that can fail before any training (e.g. the Inception weights file is missing)."""
+    for m in metrics:
+        check = getattr(FEATURES[m.features], "preflight", None)
+        if check is not None:
+            check(dataset)
 
 
 def protocol_id(p: dict) -> str:

@@ -21,7 +21,8 @@ from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
 from ganbench.config import RunConfig, Suite, config_diff, digest
 from ganbench.errors import UserError
 from ganbench.data import DATASETS
-from ganbench.evaluate import NonFiniteSamples, compute_metrics, generate, protocol, protocol_id, resolve_metrics
+from ganbench.evaluate import (NonFiniteSamples, compute_metrics, generate, preflight, protocol, protocol_id,
+                               resolve_metrics)
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS
@@ -49,16 +50,19 @@ def validate_suite(suite: Suite) -> None:
         MODELS[cfg.model]
         LOSSES[cfg.loss]
         dataset = DATASETS[cfg.dataset](cfg)
-        for m in resolve_metrics(cfg.metrics, dataset):
+        metrics = resolve_metrics(cfg.metrics, dataset)
+        for m in metrics:
             FEATURES[m.features]
+        preflight(metrics, dataset)
 
 
 def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values: dict, status: str,
-          reason: str | None, env: dict, metrics, extra: dict | None = None, run_id: str | None = None) -> list[dict]:
+          reason: str | None, env: dict, metrics, extra: dict | None = None, run_id: str | None = None,
+          dataset=None) -> list[dict]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows = []
     for m in metrics:
-        p = protocol(m, cfg.eval_seed)
+        p = protocol(m, cfg.eval_seed, dataset)
         rows.append({
             "schema": SCHEMA, "suite": suite, "label": label,
             "run_id": run_id or cfg.run_id, "group_id": cfg.group_id,
@@ -113,7 +117,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
 
     def on_eval(step: int, g) -> tuple[float | None, bool]:
         values, status, reason, samples = evaluate_at(step, g)
-        rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics))
+        rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics, dataset=dataset))
         if tb is not None:
             tb.metrics(step, values)
             tb.samples(step, samples, dataset)
@@ -153,7 +157,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
             tb.samples(result.steps_done, samples, dataset)
         tb.close()
     rows.extend(_rows(label, suite, cfg, result.steps_done, True, values, status, reason, env, metrics,
-                      {"timing": timing, "stability": stable}))
+                      {"timing": timing, "stability": stable}, dataset=dataset))
     if status == "ok":
         save_generator(run_dir / "generator.pt", result.generator, cfg, result.steps_done)
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
@@ -260,7 +264,7 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
     seconds = time.perf_counter() - t0
     env = environment(device)
     rows = _rows(label, "eval", cfg, step, True, values, status, reason, env, metrics,
-                 {"source": source, "timing": {"eval_seconds": seconds}}, run_id=run_id)
+                 {"source": source, "timing": {"eval_seconds": seconds}}, run_id=run_id, dataset=dataset)
     run_dir = Path(out) / "runs" / run_id
     atomic_write_json(run_dir / "config.json", {"run_id": run_id, "label": label, "source": source, "config": cfg.to_dict()})
     if hasattr(dataset, "means"):

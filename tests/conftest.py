@@ -13,3 +13,17 @@ def tiny_cfg() -> RunConfig:
 @pytest.fixture
 def cpu() -> torch.device:
     return torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory):
+    """An InceptionV3 weights file with informative random values, shared by the whole session.
+
+    The real weights cannot be downloaded in tests; numbers on this file mean nothing by
+    themselves, but ganbench and torch-fidelity must agree on them.
+    """
+    from ganbench.inception import make_random_weights
+
+    path = tmp_path_factory.mktemp("inception") / "random-inception-v3.pth"
+    make_random_weights(path)
+    return path

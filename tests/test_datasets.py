@@ -52,7 +52,8 @@ def test_digits_shape_range_classes_and_labels_match_sklearn():
     test = digits_split_mask(torch.from_numpy(ref.target))
     ds = DATASETS["digits"](RunConfig(dataset="digits"))
     assert ds.shape == (1, 28, 28) and ds.native_resolution == 8 and ds.num_classes == 10
-    assert ds.bounded and ds.split == "train" and ds.default_metrics == ()
+    assert ds.bounded and ds.split == "train"
+    assert ds.default_metrics == ("fid_domain", "cs", "classes", "class_kl", "precision", "recall", "density", "coverage")
     assert len(ds) == 1442 and int(test.sum()) == 355
     assert ds.labels.tolist() == ref.target[~test.numpy()].tolist()
     x = ds.images

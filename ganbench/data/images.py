@@ -28,7 +28,12 @@ import torch.nn.functional as F
 from ganbench.data import DATASETS, Batch, data_root
 from ganbench.errors import UserError
 
-IMAGE_METRICS: tuple[str, ...] = ()  # default metrics of image datasets (wired in by the metrics)
+# Default metrics (see ganbench.metrics.image). Inception metrics need the InceptionV3 weights file;
+# the MNIST family and digits default to the offline metrics of the dataset's own classifier.
+IMAGE_METRICS: tuple[str, ...] = ("fid", "is", "is_std", "kid", "kid_std")  # cifar10, folder
+DOMAIN_METRICS: tuple[str, ...] = ("fid_domain", "cs", "classes", "class_kl", "precision", "recall", "density",
+                                   "coverage")  # digits, mnist, fashion-mnist
+STACKED_METRICS: tuple[str, ...] = ("sm_modes", "sm_kl")  # stacked-mnist
 DIGITS_RESOLUTION = 28  # default side of `digits`: the MNIST size
 DIGITS_TEST_EVERY = 5  # every 5th image of each class is in the digits test split
 
@@ -223,4 +228,5 @@ def digits(cfg=None) -> ImageDataset:
         return memo(("digits", split, side), lambda: _load_digits(split, side))
 
     images, labels = loader("train")
-    return ImageDataset("digits", images, labels, 10, 8, "train", loader, classes=tuple("0123456789"))
+    return ImageDataset("digits", images, labels, 10, 8, "train", loader, classes=tuple("0123456789"),
+                        default_metrics=DOMAIN_METRICS)

@@ -28,8 +28,8 @@ import torch
 
 from ganbench.data import DATASETS, Batch, data_root
 from ganbench.data.idx import read_idx
-from ganbench.data.images import (IMAGE_METRICS, ImageDataset, Split, check_channels, first_n, memo, resize,
-                                  to_float, torchvision_split)
+from ganbench.data.images import (DOMAIN_METRICS, STACKED_METRICS, ImageDataset, Split, check_channels, first_n,
+                                  memo, resize, to_float, torchvision_split)
 from ganbench.errors import UserError
 
 NATIVE = 28
@@ -163,7 +163,8 @@ def _family_dataset(name: str, cfg) -> ImageDataset:
     check_channels(cfg, name, 1)
     loader, split = mnist_loader(name, cfg)
     images, labels = loader(split)
-    return ImageDataset(name, images, labels, 10, NATIVE, split, loader, classes=FAMILIES[name].classes)
+    return ImageDataset(name, images, labels, 10, NATIVE, split, loader, classes=FAMILIES[name].classes,
+                        default_metrics=DOMAIN_METRICS)
 
 
 @DATASETS.register("mnist")
@@ -207,7 +208,7 @@ class StackedMNIST:
     splits: tuple[str, ...] = ("train", "test")
     eval_split: str = "test"
     bounded: bool = True
-    default_metrics: tuple[str, ...] = IMAGE_METRICS
+    default_metrics: tuple[str, ...] = STACKED_METRICS
 
     @property
     def shape(self) -> tuple[int, int, int]:

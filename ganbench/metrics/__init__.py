@@ -36,3 +36,4 @@ def register(metric: Metric) -> Metric:
 
 
 from ganbench.metrics import modes  # noqa: E402,F401  (registers the built-in metrics)
+from ganbench.metrics import image  # noqa: E402,F401  (image metrics: domain, Stacked MNIST, Inception)

@@ -1,0 +1,45 @@
+"""The cache: reference statistics and trained classifiers, keyed by a hash of every input.
+
+It lives outside the package, in ``$GANBENCH_CACHE`` or ``~/.cache/ganbench``. Entries are written
+atomically and named by the hash of everything that changes their value, so a stale entry can
+never be returned: changing any input changes the name. A corrupt entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GANBENCH_CACHE") or Path.home() / ".cache" / "ganbench")
+
+
+def key_of(doc: dict) -> str:
+    """sha256 (first 20 hex digits) of a canonical JSON dump of everything that changes a value."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached_arrays(kind: str, doc: dict, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``compute()`` once per distinct ``doc``; later calls read ``cache_dir()/kind/<hash>.npz``."""
+    from ganbench.store import atomic_write_bytes, atomic_write_json
+
+    path = cache_dir() / kind / f"{key_of(doc)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+    arrays = compute()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_json(path.with_suffix(".json"), doc)  # what the entry was computed from, for people
+    return arrays

@@ -1,0 +1,132 @@
+"""Domain features for MNIST-family data (digits, mnist, fashion-mnist, stacked-mnist), offline.
+
+The extractor ``domain`` passes generated images through the dataset's own classifier
+(``ganbench.classifier``) and pairs them with the same features of the real reference split
+(cached by content hash). Metrics on it: ``fid_domain``, ``cs`` (classifier score, the Inception
+Score analogue), ``classes`` and ``class_kl`` (class coverage), ``precision``/``recall`` and
+``density``/``coverage``. The extractor ``stacked`` labels each channel of a Stacked MNIST image
+with the MNIST classifier, for ``sm_modes`` and ``sm_kl``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ganbench.cache import cached_arrays
+from ganbench.classifier import TrainedClassifier, get_classifier, tensor_digest
+from ganbench.errors import UserError
+from ganbench.features import FEATURES
+from ganbench.inception import check_same_size
+
+FAMILIES = ("digits", "mnist", "fashion-mnist")  # datasets with a classifier of their own
+
+
+@dataclass(frozen=True)
+class DomainFeatures:
+    fake: np.ndarray  # (N, 128) float64 classifier features of the generated images
+    fake_probs: np.ndarray  # (N, K) float64 class probabilities
+    real: np.ndarray  # (M, 128) float64 features of the reference split
+    real_labels: np.ndarray  # (M,) int64 true labels of the reference split
+    num_classes: int
+    provenance: dict  # classifier hash and test accuracy, reference split and size
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # results shared by several metrics
+
+
+def _digit_source(dataset):
+    """(name, train split, test split) of the single-digit data behind a dataset."""
+    if dataset.name == "stacked-mnist":
+        return "mnist", dataset.mnist_images("train"), dataset.mnist_images("test")
+    if dataset.name not in FAMILIES:
+        raise UserError(f"domain metrics need one of {', '.join(FAMILIES)} or stacked-mnist, not {dataset.name!r}")
+    return dataset.name, dataset.real_images("train"), dataset.real_images("test")
+
+
+@functools.lru_cache(maxsize=8)
+def _classifier(dataset) -> tuple[TrainedClassifier, tuple[torch.Tensor, torch.Tensor]]:
+    name, train, test = _digit_source(dataset)
+    if train[1] is None:
+        raise UserError(f"dataset {dataset.name!r} has no labels: its classifier cannot be trained")
+    num_classes = int(train[1].max()) + 1
+    return get_classifier(name, train, test, num_classes), test
+
+
+def classifier_for(dataset) -> TrainedClassifier:
+    return _classifier(dataset)[0]
+
+
+PREPROCESSING = "float [-1, 1]; bilinear antialiased resize to 28x28 when the side differs"
+
+
+def _reference_split(dataset) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """(split name, images, labels) of the real reference: the test split (for Stacked MNIST, the
+    single MNIST test digits the classifier reads)."""
+    if dataset.name == "stacked-mnist":
+        return "mnist-test", *_classifier(dataset)[1]
+    images, labels = dataset.real_images()
+    return dataset.eval_split, images, labels
+
+
+def _reference(dataset, clf: TrainedClassifier) -> dict[str, np.ndarray]:
+    """Features of the real reference split, cached under every input that changes them."""
+    split, images, labels = _reference_split(dataset)
+    doc = {"kind": "domain-reference", "extractor": "domain", "classifier": clf.key, "dataset": dataset.name,
+           "split": split, "n": len(images), "data": tensor_digest(images, labels), "preprocessing": PREPROCESSING}
+
+    def compute():
+        feats, _ = clf(images)
+        return {"features": feats.numpy(), "labels": labels.numpy()}
+
+    return cached_arrays("reference", doc, compute)
+
+
+@functools.lru_cache(maxsize=8)
+def provenance(dataset) -> dict:
+    """What a row on domain features must record: classifier hash and accuracy, reference size."""
+    clf = classifier_for(dataset)
+    split, images, _ = _reference_split(dataset)
+    return {"extractor": "domain", **clf.provenance, "reference_split": split, "num_real": len(images)}
+
+
+@FEATURES.register("domain")
+def domain_features(samples: torch.Tensor, dataset) -> DomainFeatures:
+    """Classifier features and class probabilities of generated single-channel digit images."""
+    if samples.dim() != 4 or samples.shape[1] != 1:
+        raise UserError(f"domain features need single-channel images (N, 1, H, W), got {tuple(samples.shape)}")
+    clf = classifier_for(dataset)
+    check_same_size(tuple(samples.shape[1:]), tuple(dataset.shape))
+    feats, probs = clf(samples)
+    ref = _reference(dataset, clf)
+    return DomainFeatures(feats.numpy(), probs.numpy(), ref["features"], ref["labels"], clf.num_classes,
+                          dict(provenance(dataset)))
+
+
+domain_features.provenance = provenance
+
+
+@dataclass(frozen=True)
+class StackedLabels:
+    triples: np.ndarray  # (N,) int64: 100 * d0 + 10 * d1 + d2 as the classifier reads the channels
+    provenance: dict
+
+
+@FEATURES.register("stacked")
+def stacked_labels(samples: torch.Tensor, dataset) -> StackedLabels:
+    """Each of the three channels classified as a digit by the MNIST classifier."""
+    if samples.dim() != 4 or samples.shape[1] != 3:
+        raise UserError(f"Stacked MNIST metrics need 3-channel images, got {tuple(samples.shape)}")
+    check_same_size(tuple(samples.shape[1:]), tuple(dataset.shape))
+    clf = classifier_for(dataset)
+    digits = [clf(samples[:, c : c + 1])[1].argmax(1) for c in range(3)]
+    triples = (100 * digits[0] + 10 * digits[1] + digits[2]).numpy()
+    return StackedLabels(triples, stacked_provenance(dataset))
+
+
+def stacked_provenance(dataset) -> dict:
+    return {"extractor": "stacked", **classifier_for(dataset).provenance}
+
+
+stacked_labels.provenance = stacked_provenance

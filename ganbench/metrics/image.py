@@ -1,0 +1,198 @@
+"""Image metrics: the math of ``ganbench.metrics`` on domain-classifier and Inception features.
+
+Three feature extractors feed them (see ``ganbench.domain`` and ``ganbench.inception``):
+
+- ``domain`` (MNIST family, offline): features and class probabilities of the dataset's own
+  classifier. ``fid_domain``, ``cs``, ``classes``, ``class_kl``, ``precision``, ``recall``,
+  ``density``, ``coverage``, and ``fid_intra`` for conditional generators. 10,000 generated
+  samples against the whole reference (test) split.
+- ``stacked`` (Stacked MNIST): the three channels read as digits. ``sm_modes`` and ``sm_kl`` over
+  the 1,000 digit triples, 26,000 generated samples. They have their own names, not ``modes`` and
+  ``kl``: a metric's name pins its protocol, and the 2-D ``modes`` counts something else.
+- ``inception`` (any image data; needs the weights file): ``fid``, ``is`` and ``is_std``, ``kid`` and
+  ``kid_std``. 10,000 generated against the first 10,000 images of the reference split.
+
+Metrics that share a computation (IS and its spread, KID and its spread, the four k-NN metrics)
+compute it once per feature set.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+from scipy.special import xlogy
+
+from ganbench import domain, inception  # noqa: F401  (register the "domain", "stacked", "inception" extractors)
+from ganbench.domain import DomainFeatures, StackedLabels
+from ganbench.errors import UserError
+from ganbench.inception import InceptionSet
+from ganbench.metrics import Metric, register
+from ganbench.metrics.frechet import fid as _fid
+from ganbench.metrics.inception_score import inception_score, inception_score_from_probs
+from ganbench.metrics.kernel import kid as _kid
+from ganbench.metrics.prdc import prdc
+
+NUM_FAKE_DOMAIN = 10_000
+NUM_FAKE_STACKED = 26_000  # Srivastava et al. 2017 (VEEGAN) / Metz et al. 2017
+NUM_FAKE_INCEPTION = 10_000
+WHOLE_SPLIT = -1  # num_real of metrics against the whole reference split (its size is in each row's protocol)
+STACKED_MODES = 1000
+IS_SPLITS = 10
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+SEED = 2020  # IS shuffle and KID subsets (torch-fidelity's default)
+
+
+def memo(features, key: str, compute: Callable):
+    """``compute()`` once per feature set: metrics that share a computation read one result."""
+    if key not in features.memo:
+        features.memo[key] = compute()
+    return features.memo[key]
+
+
+def fid_checked(fake, real, what: str = "FID") -> float:
+    """FID, with a warning when a side has fewer samples than feature dimensions."""
+    n, dim = min(len(fake), len(real)), np.shape(fake)[1]
+    if n <= dim:
+        warnings.warn(f"{what} on {n} samples of {dim}-dimensional features: the covariance is rank-deficient "
+                      f"(fewer samples than dimensions), so the value is strongly biased; use more samples",
+                      stacklevel=2)
+    return _fid(fake, real)
+
+
+# ----------------------------------------------------------------------------------------------
+# domain features
+
+
+def fid_domain(f: DomainFeatures) -> float:
+    return fid_checked(f.fake, f.real, "fid_domain")
+
+
+def classifier_score(f: DomainFeatures) -> float:
+    """exp(E KL(p(y|x) || p(y))) of the classifier's probabilities, mean over 10 splits."""
+    return memo(f, "cs", lambda: inception_score_from_probs(f.fake_probs, splits=IS_SPLITS, seed=SEED)).mean
+
+
+def predicted_histogram(f: DomainFeatures) -> np.ndarray:
+    """(K,) counts of the generated samples per predicted class."""
+    return np.bincount(f.fake_probs.argmax(axis=1), minlength=f.num_classes)
+
+
+def classes_covered(f: DomainFeatures) -> float:
+    return float(np.count_nonzero(predicted_histogram(f)))
+
+
+def class_kl(f: DomainFeatures) -> float:
+    """KL(p_generated || p_real) in nats over the classes: predicted labels against true labels."""
+    p = predicted_histogram(f) / len(f.fake_probs)
+    q = np.bincount(f.real_labels, minlength=f.num_classes) / len(f.real_labels)
+    if (q[p > 0] == 0).any():  # a predicted class absent from the reference split
+        return float("inf")
+    return float(np.sum(xlogy(p, p) - xlogy(p, np.where(q > 0, q, 1.0))))
+
+
+def _prdc(f: DomainFeatures):
+    return memo(f, "prdc", lambda: prdc(f.fake, f.real))
+
+
+def fid_intra(f: DomainFeatures) -> float:
+    """Mean over classes c of the FID between generated samples i with i mod K = c (the labels
+    that ``evaluate.generate`` gives a conditional generator) and the real samples of class c."""
+    fids = []
+    for c in range(f.num_classes):
+        real = f.real[f.real_labels == c]
+        fake = f.fake[c::f.num_classes]
+        if len(real) < 2 or len(fake) < 2:
+            raise UserError(f"fid_intra needs at least 2 generated and 2 real samples of class {c}, "
+                            f"got {len(fake)} and {len(real)}")
+        fids.append(fid_checked(fake, real, f"fid_intra (class {c})"))
+    return float(np.mean(fids))
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacked MNIST
+
+
+def stacked_modes(s: StackedLabels) -> float:
+    """Distinct digit triples among the generated samples (out of 1,000)."""
+    return float(len(np.unique(s.triples)))
+
+
+def stacked_kl(s: StackedLabels) -> float:
+    """KL(p || uniform over 1,000 triples) in nats, p the histogram of the generated triples."""
+    p = np.bincount(s.triples, minlength=STACKED_MODES) / len(s.triples)
+    p = p[p > 0]
+    return float(np.sum(p * np.log(p * STACKED_MODES)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Inception features
+
+
+def _is(f: InceptionSet):
+    return memo(f, "is", lambda: inception_score(f.fake_logits, splits=IS_SPLITS, seed=SEED))
+
+
+def _kid_result(f: InceptionSet):
+    return memo(f, "kid", lambda: _kid(f.fake, f.real, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=SEED))
+
+
+def image_metrics(fake, real, extractor=None, *, is_splits: int = IS_SPLITS, kid_subsets: int = KID_SUBSETS,
+                  kid_subset_size: int = KID_SUBSET_SIZE, seed: int = SEED) -> dict[str, float]:
+    """FID, IS (mean, std over splits) and KID (mean, std over subsets) of two image sets.
+
+    ``fake`` and ``real`` are images in [-1, 1], (N, C, H, W), passed through ``extractor`` (an
+    ``InceptionFeatures``, default: ``ganbench.inception.extractor()``), or feature dicts it has
+    already returned ({"2048": ..., "logits_unbiased": ...}), so that one set can be reused. Two
+    image sets must have the same size: both get resized by the network, but a difference in size
+    is a difference in content that FID would report as one in quality.
+    """
+    if not isinstance(fake, dict) and not isinstance(real, dict):
+        inception.check_same_size(fake, real)
+    if not isinstance(fake, dict) or not isinstance(real, dict):
+        extractor = extractor or inception.extractor()
+    a = fake if isinstance(fake, dict) else extractor(fake)
+    b = real if isinstance(real, dict) else extractor(real)
+    score = inception_score(a["logits_unbiased"], splits=is_splits, seed=seed)
+    k = _kid(a["2048"], b["2048"], subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    return {"fid": fid_checked(a["2048"], b["2048"]), "is": score.mean, "is_std": score.std,
+            "kid": k.mean, "kid_std": k.std}
+
+
+# ----------------------------------------------------------------------------------------------
+# the records
+
+_D, _S, _I = NUM_FAKE_DOMAIN, NUM_FAKE_STACKED, NUM_FAKE_INCEPTION
+_REAL = inception.NUM_REAL
+for _m in (
+    Metric("fid_domain", fid_domain, "domain", False, _D, WHOLE_SPLIT, 1,
+           "FID in the domain classifier's feature space (MNIST family)"),
+    Metric("cs", classifier_score, "domain", True, _D, 0, 1,
+           "classifier score: the Inception Score with the domain classifier, 10 splits"),
+    Metric("classes", classes_covered, "domain", True, _D, 0, 1, "classes predicted for at least one sample"),
+    Metric("class_kl", class_kl, "domain", False, _D, WHOLE_SPLIT, 1,
+           "KL(predicted class histogram || real label histogram), nats"),
+    Metric("precision", lambda f: _prdc(f).precision, "domain", True, _D, WHOLE_SPLIT, 1,
+           "improved precision, k = 3, domain features"),
+    Metric("recall", lambda f: _prdc(f).recall, "domain", True, _D, WHOLE_SPLIT, 1,
+           "improved recall, k = 3, domain features"),
+    Metric("density", lambda f: _prdc(f).density, "domain", True, _D, WHOLE_SPLIT, 1,
+           "density, k = 5, domain features"),
+    Metric("coverage", lambda f: _prdc(f).coverage, "domain", True, _D, WHOLE_SPLIT, 1,
+           "coverage, k = 5, domain features"),
+    Metric("fid_intra", fid_intra, "domain", False, _D, WHOLE_SPLIT, 1,
+           "intra-class FID (domain features), mean over classes; conditional generators only"),
+    Metric("sm_modes", stacked_modes, "stacked", True, _S, 0, 1, "Stacked MNIST: digit triples covered (of 1,000)"),
+    Metric("sm_kl", stacked_kl, "stacked", False, _S, 0, 1, "Stacked MNIST: KL(triple histogram || uniform), nats"),
+    Metric("fid", lambda f: fid_checked(f.fake, f.real), "inception", False, _I, _REAL, 1,
+           "FID, torch-fidelity InceptionV3 pool features"),
+    Metric("is", lambda f: _is(f).mean, "inception", True, _I, 0, 1, "Inception Score, mean over 10 splits"),
+    Metric("is_std", lambda f: _is(f).std, "inception", False, _I, 0, 1,
+           "Inception Score: standard deviation over the 10 splits (a spread, not a quality)"),
+    Metric("kid", lambda f: _kid_result(f).mean, "inception", False, _I, _REAL, 1,
+           "KID, mean over 100 subsets of 1,000"),
+    Metric("kid_std", lambda f: _kid_result(f).std, "inception", False, _I, _REAL, 1,
+           "KID: standard deviation over the 100 subsets (a spread, not a quality)"),
+):
+    register(_m)
