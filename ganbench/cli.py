@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dir", help="results folder")
     t.add_argument("--format", default="md", choices=["md", "csv"], help="md (default) or csv")
 
+    c = sub.add_parser("check", help="compare a results folder with a baseline file (exit 1 on a regression)")
+    c.add_argument("dir", help="results folder")
+    cg = c.add_mutually_exclusive_group(required=True)
+    cg.add_argument("--baseline", metavar="FILE.json", help="baseline to compare with")
+    cg.add_argument("--update", metavar="FILE.json", help="write the folder's results as a new baseline")
+    c.add_argument("--k", type=float, default=3.0, help="tolerance in standard errors of the difference (default 3)")
+
     ls = sub.add_parser("list", help="list registered models, losses, datasets, metrics or suites")
     ls.add_argument("what", choices=["models", "losses", "datasets", "metrics", "suites"])
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
@@ -152,6 +159,23 @@ def cmd_table(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from ganbench.check import compare, load_baseline, write_baseline
+    from ganbench.store import load_results
+    from ganbench.tables import to_markdown
+
+    df = load_results(Path(args.dir))
+    if args.update:
+        write_baseline(df, Path(args.update))
+        print(f"baseline written to {args.update}")
+        return 0
+    verdicts = compare(df, load_baseline(Path(args.baseline)), k=args.k)
+    print(to_markdown(verdicts.round(4).astype(str)))
+    failed = int((verdicts["verdict"] != "ok").sum())
+    print(f"{failed} regression(s) in {len(verdicts)} comparisons" if failed else f"ok: {len(verdicts)} comparisons")
+    return 1 if failed else 0
+
+
 def cmd_list(args) -> int:
     what = args.what
     if what == "suites":
@@ -209,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _inception_weights(args)
         _load_plugins(args)
-        return {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "check": cmd_check, "list": cmd_list}[args.command](args)
     except UserError as e:
         print(f"ganbench {args.command}: error: {e}", file=sys.stderr)
         return 2

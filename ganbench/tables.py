@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ganbench.errors import UserError
 
@@ -38,8 +40,52 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "std": ok.std(ddof=1) if len(ok) > 1 else math.nan,
             "n": int(g["seed"].nunique()),
             "diverged": int((g["status"] != "ok").sum()),
+            "ci95": ci_halfwidth(ok),
         })
-    return pd.DataFrame(out)
+    s = pd.DataFrame(out)
+    s["rank"] = ranks(s)
+    return s
+
+
+def ci_halfwidth(values: pd.Series, level: float = 0.95) -> float:
+    """Half-width of the t-interval of the mean over seeds: t(1-(1-level)/2, n-1) * s / sqrt(n)."""
+    v = pd.Series(values, dtype=float).dropna()
+    if len(v) < 2:
+        return math.nan
+    return float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def ranks(s: pd.DataFrame) -> pd.Series:
+    """Rank within (dataset, metric, protocol): 1 + the number of entries whose 95% interval lies
+    entirely on the better side of this entry's interval. Entries whose intervals overlap are never
+    ordered by each other, so an entry ranks below exactly those it is clearly worse than. An entry
+    without an interval (n < 2) has the single point mean ± 0; an entry without a mean has no rank."""
+    out = pd.Series(np.nan, index=s.index)
+    for _, g in s.groupby(["dataset", "metric", "protocol_id"], sort=False, dropna=False):
+        sign = 1.0 if bool(g["higher_is_better"].iloc[0]) else -1.0
+        score = sign * g["mean"].astype(float)           # higher is better after the sign flip
+        half = g["ci95"].astype(float).fillna(0.0)
+        low, high = score - half, score + half
+        for i in g.index:
+            if math.isnan(score[i]):
+                continue
+            out[i] = 1 + int((low > high[i]).sum())
+    return out
+
+
+def welch(x, y) -> dict:
+    """Welch's t-test of x against y (seed values), Hedges' g and P(X > Y) over all seed pairs."""
+    x = np.asarray(pd.Series(x, dtype=float).dropna())
+    y = np.asarray(pd.Series(y, dtype=float).dropna())
+    if len(x) < 2 or len(y) < 2:
+        return {"t": math.nan, "p": math.nan, "g": math.nan, "p_improve": math.nan}
+    t, p = stats.ttest_ind(x, y, equal_var=False)
+    pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
+    d = (x.mean() - y.mean()) / pooled if pooled > 0 else math.nan
+    g = d * (1 - 3 / (4 * (len(x) + len(y)) - 9))  # Hedges' small-sample correction
+    diff = x[:, None] - y[None, :]
+    p_improve = float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+    return {"t": float(t), "p": float(p), "g": float(g), "p_improve": p_improve}
 
 
 def _decimals(values: pd.Series) -> int:

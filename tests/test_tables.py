@@ -67,3 +67,34 @@ def test_empty_results_are_a_user_error():
         summarize(_rows().assign(final=False))
     with pytest.raises(UserError, match="unknown table format"):
         render(_rows(), "xls")
+
+
+def _ranked(entries):
+    """entries: label -> values of one metric (higher is better)."""
+    rows = []
+    for label, values in entries.items():
+        for seed, v in enumerate(values):
+            rows.append({"dataset": "ring8", "label": label, "model": "mlp", "loss": label, "group_id": label,
+                         "run_id": f"{label}{seed}", "seed": seed, "metric": "hq", "value": v,
+                         "higher_is_better": True, "status": "ok", "final": True, "step": 1,
+                         "protocol_id": "p1"})
+    return summarize(pd.DataFrame(rows)).set_index("label")
+
+
+def test_t_interval_and_ranks_with_ties():
+    from scipy import stats
+    s = _ranked({"a": [10.0, 11.0, 12.0], "b": [10.5, 11.5, 12.5], "c": [1.0, 2.0, 3.0]})
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert s.loc["a", "ci95"] == pytest.approx(half) and half == pytest.approx(2.4841, abs=1e-4)
+    # a and b overlap: they share rank 1; c is clearly worse than both: rank 3.
+    assert s["rank"].to_dict() == {"a": 1, "b": 1, "c": 3}
+
+
+def test_welch_matches_scipy():
+    from scipy import stats
+    from ganbench.tables import welch
+    x, y = [0.9, 0.95, 0.92, 0.97], [0.8, 0.85, 0.9]
+    w = welch(x, y)
+    ref = stats.ttest_ind(x, y, equal_var=False)
+    assert w["p"] == pytest.approx(ref.pvalue) and w["t"] == pytest.approx(ref.statistic)
+    assert w["p_improve"] == pytest.approx(11.5 / 12)  # 11 pairs x > y, one tie (0.9, 0.9)
