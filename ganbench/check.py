@@ -41,20 +41,36 @@ def write_baseline(df: pd.DataFrame, path: Path) -> None:
     atomic_write_json(Path(path), baseline_from(df))
 
 
+REQUIRED = KEYS + ["higher_is_better", "mean", "std", "n"]
+
+
 def load_baseline(path: Path) -> pd.DataFrame:
+    """A baseline file as a DataFrame of entries; a missing, corrupt or malformed file is a UserError."""
+    if not Path(path).is_file():
+        raise UserError(f"baseline file not found: {path} (write one with `ganbench check DIR --update {path}`)")
     try:
         doc = json.loads(Path(path).read_text())
-        return pd.DataFrame(doc["entries"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read baseline {path}: {e}") from None
+    except ValueError as e:
+        raise UserError(f"baseline {path} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("entries"), list):
+        raise UserError(f"baseline {path} is not a ganbench baseline (expected {{\"format\": 1, \"entries\": [...]}})")
+    entries = pd.DataFrame(doc["entries"])
+    missing = [k for k in REQUIRED if k not in entries.columns]
+    if entries.empty or missing:
+        raise UserError(f"baseline {path} has no entries" if entries.empty else
+                        f"baseline {path}: entries lack {', '.join(missing)}")
+    return entries
 
 
 def compare(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0, floor: float = 1e-3) -> pd.DataFrame:
     """Verdict per setting x metric: ok, regressed; raises UserError when nothing is comparable."""
     new = summarize(df)
     both = new.merge(baseline, on=KEYS, suffixes=("", "_b"))
+    _check_protocols(new, baseline)
     if both.empty:
-        raise UserError("no setting of the results matches the baseline (different settings or protocols)")
+        raise UserError("no setting of the results matches the baseline (different datasets, labels or metrics)")
     out = []
     for _, r in both.iterrows():
         sign = 1.0 if r["higher_is_better_b"] else -1.0
@@ -67,5 +83,47 @@ def compare(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0, floor: flo
     return pd.DataFrame(out)
 
 
+def _check_protocols(new: pd.DataFrame, baseline: pd.DataFrame) -> None:
+    """A setting x metric present in both but under no common protocol cannot be checked: raise."""
+    key = ["dataset", "label", "metric"]
+    pairs = new[key + ["protocol_id"]].merge(baseline[key + ["protocol_id"]], on=key, suffixes=("", "_b"))
+    if pairs.empty:
+        return
+    pairs["same"] = pairs["protocol_id"] == pairs["protocol_id_b"]
+    bad = pairs.groupby(key, sort=False).filter(lambda g: not g["same"].any()).drop_duplicates(key)
+    if len(bad):
+        r = bad.iloc[0]
+        raise UserError(f"incompatible protocols: {r['label']} {r['dataset']} {r['metric']} was evaluated under "
+                        f"protocol {r['protocol_id']} but the baseline under {r['protocol_id_b']}"
+                        f"{f' ({len(bad) - 1} more)' if len(bad) > 1 else ''}; write a new baseline or evaluate "
+                        "under the baseline's protocol")
+
+
+def not_compared(df: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
+    """Baseline entries without new results, and new settings without a baseline entry."""
+    new = summarize(df)
+    keys = lambda d: {tuple(r) for r in d[KEYS].itertuples(index=False)}  # noqa: E731
+    a, b = keys(new), keys(baseline)
+    text = lambda k: f"{k[1]} {k[0]} {k[2]}"  # noqa: E731
+    return ([f"not in the results: {text(k)}" for k in sorted(b - a)] +
+            [f"not in the baseline: {text(k)}" for k in sorted(a - b)])
+
+
 def _num(v):
     return None if pd.isna(v) else float(v)
+
+
+def verdict_text(verdicts: pd.DataFrame, notes: list[str] = ()) -> str:
+    """The verdict table as Markdown, with a closing line: ``ok: N comparisons`` or the regressions."""
+    from ganbench.tables import to_markdown
+
+    fmt = lambda v: "—" if v is None or pd.isna(v) else f"{v + 0.0:.4g}"  # noqa: E731  (no "-0")
+    table = pd.DataFrame({
+        "dataset": verdicts["dataset"], "setting": verdicts["label"], "metric": verdicts["metric"],
+        "protocol": verdicts["protocol_id"], "baseline": verdicts["baseline"].map(fmt), "new": verdicts["new"].map(fmt),
+        "worse by": verdicts["worse_by"].map(fmt), "tolerance": verdicts["tolerance"].map(fmt),
+        "verdict": verdicts["verdict"],
+    })
+    failed = int((verdicts["verdict"] != "ok").sum())
+    last = f"{failed} regression(s) in {len(verdicts)} comparisons" if failed else f"ok: {len(verdicts)} comparisons"
+    return "\n".join([to_markdown(table), *notes, last])

@@ -41,3 +41,77 @@ def scatter_figure(samples: torch.Tensor, dataset, title: str = ""):
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7, markerscale=2)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Report figures: pandas in, a matplotlib figure out (the caller saves and closes it)
+
+COLORS = plt.get_cmap("tab10").colors
+
+
+def _no_math(fig) -> None:
+    """User labels are plain text: a ``$`` in a label must not start mathtext."""
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_parse_math(False)
+
+
+def curves_figure(curves: dict, title: str, ylabels: list[str], colors: dict):
+    """One panel per y label; ``curves[ylabel][name] = DataFrame(step, mean, low, high)``: a line for
+    the mean over seeds and a band from the lowest to the highest seed."""
+    fig, axes = _panels(len(ylabels), 4.2, 3.2)
+    for ax, ylabel in zip(axes, ylabels):
+        for name, c in curves.get(ylabel, {}).items():
+            color = colors.get(name, "tab:gray")
+            ax.plot(c["step"], c["mean"], color=color, lw=1.4, label=name, marker="o" if len(c) < 12 else None, ms=3)
+            if (c["high"] > c["low"]).any():
+                ax.fill_between(c["step"], c["low"], c["high"], color=color, alpha=0.2, lw=0)
+        ax.set_xlabel("step")
+        ax.set_title(ylabel, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    _no_math(fig)
+    return fig
+
+
+def bars_figure(summary, title: str, colors: dict):
+    """One panel per metric column of ``summary`` (setting, column, mean, ci95): bars with 95% intervals."""
+    columns = list(dict.fromkeys(summary["column"]))
+    width = max(3.0, 0.55 * summary["setting"].nunique() + 1.5)  # inches per panel
+    fig, axes = _panels(len(columns), width, 3.4)
+    for ax, col in zip(axes, columns):
+        s = summary[summary["column"] == col]
+        x = range(len(s))
+        err = s["ci95"].fillna(0.0).to_numpy()
+        ax.bar(x, s["mean"].fillna(0.0), yerr=err, capsize=4, color=[colors.get(n, "tab:gray") for n in s["setting"]],
+               alpha=0.85)
+        ax.set_xticks(list(x), [_short(n) for n in s["setting"]], rotation=30, ha="right", fontsize=8)
+        ax.set_title(col, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    _no_math(fig)
+    return fig
+
+
+def _panels(n: int, width: float, height: float, per_row: int = 4):
+    """A figure of n panels, at most ``per_row`` a row (so many metrics stay legible); unused axes hidden."""
+    cols = min(n, per_row)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), dpi=100, squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

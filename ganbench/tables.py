@@ -1,17 +1,22 @@
 """Comparison tables: final results grouped by setting, mean ± std over seeds.
 
-Tables are derived views of the rows in ``results.jsonl``; they never change the rows.
+Tables are derived views of the rows in ``results.jsonl``; they never change the rows. Values
+measured under different protocols are never ranked, tested or averaged together: each protocol of
+a setting gets its own line, and the table's notes (``table.attrs["notes"]``) say which lines were
+kept apart and why.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ganbench.errors import UserError
+from ganbench.errors import UserError, suggest
 
 GROUP = ["dataset", "label", "model", "loss", "group_id"]
 
@@ -79,7 +84,9 @@ def welch(x, y) -> dict:
     y = np.asarray(pd.Series(y, dtype=float).dropna())
     if len(x) < 2 or len(y) < 2:
         return {"t": math.nan, "p": math.nan, "g": math.nan, "p_improve": math.nan}
-    t, p = stats.ttest_ind(x, y, equal_var=False)
+    with warnings.catch_warnings():  # identical values (e.g. every seed found all modes) are fine
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t, p = stats.ttest_ind(x, y, equal_var=False)
     pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
     d = (x.mean() - y.mean()) / pooled if pooled > 0 else math.nan
     g = d * (1 - 3 / (4 * (len(x) + len(y)) - 9))  # Hedges' small-sample correction
@@ -103,42 +110,263 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
 
 
-def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Wide table for people: one row per setting, one ``mean ± std`` column per metric (with ↑/↓)."""
+def mannwhitney(x, y) -> dict:
+    """Mann-Whitney U test (two-sided) of x against y, with the same effect sizes as ``welch``."""
+    out = welch(x, y)
+    x = pd.Series(x, dtype=float).dropna()
+    y = pd.Series(y, dtype=float).dropna()
+    if len(x) and len(y) and not math.isnan(out["p"]):
+        out["p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    return out
+
+
+TESTS = {"welch": welch, "mannwhitney": mannwhitney}
+RUN_COLUMNS = {  # per-run fields shown per setting: (column, aggregate over runs)
+    "stability.best_final_gap": ("best−final", "mean"),
+    "timing.samples_per_s": ("img/s", "mean"),
+    "timing.peak_memory_mb": ("peak MB", "max"),
+}
+
+
+def resolve_baseline(s: pd.DataFrame, name: str) -> str:
+    """The label of the baseline entry: a label, or a model name that has exactly one label."""
+    labels = list(dict.fromkeys(s["label"]))
+    if name in labels:
+        return name
+    by_model = list(dict.fromkeys(s.loc[s["model"] == name, "label"]))
+    if len(by_model) == 1:
+        return by_model[0]
+    if by_model:
+        raise UserError(f"--baseline {name!r}: that model has several settings ({', '.join(by_model)}); give one label")
+    raise UserError(f"--baseline: no setting {suggest(name, labels)}")
+
+
+def significance(s: pd.DataFrame, final: pd.DataFrame, baseline: str,
+                 test: str = "welch") -> tuple[pd.DataFrame, list[str]]:
+    """Per summary row: ``test`` of its seed values against the baseline entry with the same
+    dataset, metric and protocol. Adds p, g (Hedges' g, positive = better in the metric's direction)
+    and p_improve (probability that a seed of the row beats a seed of the baseline); notes say
+    which rows could not be tested and why."""
+    if test not in TESTS:
+        raise UserError(f"unknown test {suggest(test, TESTS)}")
+    ok = final[final["status"] == "ok"]
+    values = {k: pd.to_numeric(g["value"], errors="coerce").dropna().to_numpy()
+              for k, g in ok.groupby(GROUP + ["metric", "protocol_id"], sort=False, dropna=False)}
+    s = s.assign(is_baseline=False, p=math.nan, g=math.nan, p_improve=math.nan)
+    notes = []
+    for (dataset, metric, pid), grp in s.groupby(["dataset", "metric", "protocol_id"], sort=False, dropna=False):
+        base = grp[grp["label"] == baseline].sort_values("n", ascending=False, kind="stable")
+        if base.empty:
+            others = ", ".join(dict.fromkeys(grp["label"]))
+            notes.append(f"{dataset} · {metric}: no result of {baseline} under protocol {pid}, "
+                         f"so no test for {others}")
+            continue
+        b = base.iloc[0]
+        s.loc[b.name, "is_baseline"] = True
+        y = values.get(tuple(b[k] for k in GROUP) + (metric, pid), np.array([]))
+        sign = 1.0 if bool(b["higher_is_better"]) else -1.0
+        for i, r in grp.iterrows():
+            if i == b.name:
+                continue
+            x = values.get(tuple(r[k] for k in GROUP) + (metric, pid), np.array([]))
+            res = TESTS[test](sign * x, sign * y)
+            s.loc[i, ["p", "g", "p_improve"]] = [res["p"], res["g"], res["p_improve"]]
+        if len(y) < 2:
+            notes.append(f"{dataset} · {metric}: {baseline} has fewer than 2 finished seeds, so no test")
+    return s, notes
+
+
+def protocol_notes(s: pd.DataFrame, final: pd.DataFrame) -> list[str]:
+    """One note per (dataset, metric) measured under several protocols, naming what differs."""
+    notes = []
+    pcols = [c for c in final.columns if c.startswith("protocol.")]
+    for (dataset, metric), grp in s.groupby(["dataset", "metric"], sort=False):
+        pids = list(dict.fromkeys(grp["protocol_id"]))
+        if len(pids) < 2:
+            continue
+        rows = final[(final["dataset"] == dataset) & (final["metric"] == metric)]
+        differ = [c.removeprefix("protocol.") for c in pcols
+                  if rows.groupby("protocol_id")[c].first().astype(str).nunique() > 1]
+        what = f" (they differ in {', '.join(differ)})" if differ else ""
+        split = "; ".join(f"{pid}: {', '.join(dict.fromkeys(grp.loc[grp['protocol_id'] == pid, 'label']))}"
+                          for pid in pids)
+        notes.append(f"{dataset} · {metric}: values under {len(pids)} protocols{what} are shown on separate lines "
+                     f"and never ranked or tested against each other ({split})")
+    return notes
+
+
+def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
+                     test: str = "welch") -> pd.DataFrame:
+    """Wide table for people: one row per setting (and protocol), one ``mean ± std`` column per
+    metric (with ↑/↓), with ``baseline`` one test column per metric, then the stability and
+    throughput columns. ``table.attrs["notes"]`` lists the lines kept apart or untested, and why."""
+    final = final_rows(df)
     s = summarize(df)
+    if metrics:
+        unknown = [m for m in metrics if m not in set(s["metric"])]
+        if unknown:
+            raise UserError(f"--metric: no results for metric {suggest(unknown[0], set(s['metric']))}")
+        s = s[s["metric"].isin(metrics)]
+    notes = protocol_notes(s, final)
+    base = resolve_baseline(s, baseline) if baseline else None
+    if base:
+        s, more = significance(s, final, base, test)
+        notes += more
     s["column"] = s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"})
     digits = s.groupby("column")["mean"].transform(_decimals)
     s["cell"] = [_fmt(m, sd, d) for m, sd, d in zip(s["mean"], s["std"], digits)]
-    # A setting evaluated under two protocols (e.g. an old metric version) gets one line per protocol.
-    s["protocols"] = s.groupby(GROUP + ["metric"])["protocol_id"].transform("nunique")
-    s["variant"] = s["protocol_id"].where(s["protocols"] > 1, "")
+    # Values under a protocol other than the one most entries of their dataset and metric share
+    # (e.g. an old metric version) go on a line of their own, marked with the protocol.
+    s["variant"] = s["protocol_id"].where(s["protocol_id"] != _dominant(s), "")
     index = GROUP + ["variant"]
-    wide = s.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
-    counts = s.groupby(index, sort=False).agg(n=("n", "max"), diverged=("diverged", "max"))
-    table = counts.join(wide).reset_index()
-    table["setting"] = table["label"] + table["variant"].map(lambda v: f" [protocol {v}]" if v else "")
+    cells = s.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
     metric_cols = list(dict.fromkeys(s["column"]))
+    columns = []
+    for c in metric_cols:
+        columns.append(c)
+        if base:
+            name = f"{c.rsplit(' ', 1)[0]} vs baseline"
+            s[name] = [_test_cell(r) for _, r in s.iterrows()]
+            tests = s[s["column"] == c].pivot_table(index=index, values=name, aggfunc="first", sort=False)
+            cells = cells.join(tests)
+            columns.append(name)
+    counts = s.groupby(index, sort=False).agg(n=("n", "max"), diverged=("diverged", "max"))
+    table = counts.join(cells).join(_run_columns(final)).reset_index()
+    table["setting"] = table["label"] + table["variant"].map(lambda v: f" [protocol {v}]" if v else "")
+    extra = [name for name, _ in RUN_COLUMNS.values() if name in table.columns]
     order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}  # datasets in order of first run
     table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable")
-    return table[["dataset", "setting", "n", "diverged"] + metric_cols].reset_index(drop=True)
+    out = table[["dataset", "setting", "n", "diverged"] + columns + extra].fillna("—").reset_index(drop=True)
+    out.attrs["notes"] = notes
+    out.attrs["baseline"] = base
+    out.attrs["test"] = test
+    out.attrs["gap_metrics"] = _gap_metrics(final)
+    return out
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    cols = list(table.columns)
-    cells = [[str(v) for v in row] for row in table.itertuples(index=False)]
+def _dominant(s: pd.DataFrame) -> pd.Series:
+    """Per row, the protocol most entries of its (dataset, metric) were evaluated under (first on ties)."""
+    def most(ids: pd.Series) -> str:
+        counts = ids.value_counts(sort=False)
+        return counts.index[int(np.argmax(counts.to_numpy()))]
+    return s.groupby(["dataset", "metric"], sort=False)["protocol_id"].transform(most)
+
+
+def _test_cell(r) -> str:
+    if r["is_baseline"]:
+        return "baseline"
+    if math.isnan(r["p"]):
+        return "—"
+    return f"p={r['p']:.2g} g={r['g']:+.2f} P={r['p_improve']:.2f}"
+
+
+def _run_columns(final: pd.DataFrame) -> pd.DataFrame:
+    """Per setting, the per-run stability and throughput fields aggregated over its runs, as text."""
+    present = {c: v for c, v in RUN_COLUMNS.items() if c in final.columns}
+    if not present:
+        return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=GROUP))
+    runs = final.drop_duplicates("run_id")  # run-level fields repeat on each metric's row
+    out = {}
+    for col, (name, how) in present.items():
+        values = pd.to_numeric(runs[col], errors="coerce")
+        v = values.groupby([runs[k] for k in GROUP], sort=False, dropna=False).agg(how)
+        d = 0 if name != "best−final" else _decimals(v)
+        out[name] = v.map(lambda x: "—" if math.isnan(x) else f"{x:,.{d}f}")
+    return pd.DataFrame(out)
+
+
+def _gap_metrics(final: pd.DataFrame) -> list[str]:
+    if "stability.metric" not in final.columns:
+        return []
+    return [m for m in dict.fromkeys(final["stability.metric"].dropna())]
+
+
+def legend(table: pd.DataFrame) -> list[str]:
+    """Lines explaining the columns of ``comparison_table``'s result."""
+    lines = ["mean ± std over seeds; diverged: how many of the n seeds diverged (they have no value)"]
+    base = table.attrs.get("baseline")
+    if base:
+        name = {"welch": "Welch's t-test", "mannwhitney": "Mann-Whitney U test"}[table.attrs.get("test", "welch")]
+        lines.append(f"vs baseline: {name} over seeds against {base} on the same dataset, metric and protocol; "
+                     "p two-sided; g Hedges' g (positive: better); "
+                     "P probability that a seed beats a seed of the baseline")
+    if "best−final" in table.columns:
+        gap = ", ".join(table.attrs.get("gap_metrics", [])) or "the first metric"
+        lines.append(f"best−final: how much worse the final value of {gap} is than the run's best evaluation "
+                     "(mean over seeds)")
+    if "img/s" in table.columns:
+        lines.append("img/s: training samples per second (mean over seeds); peak MB: peak memory (max over seeds)")
+    return lines
+
+
+def to_markdown(table: pd.DataFrame, escape_html: bool = False) -> str:
+    """A pipe table; ``|`` in cells is escaped, and with ``escape_html`` also <, >, & and quotes."""
+    esc = (lambda v: html.escape(str(v)).replace("|", "\\|")) if escape_html else (lambda v: str(v).replace("|", "\\|"))
+    cols = [esc(c) for c in table.columns]
+    cells = [[esc(v) for v in row] for row in table.itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(cols)]
     line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cols), rule] + [line(r) for r in cells])
 
 
-FORMATS = ("md", "csv")
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+          ">": r"\textgreater{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--",
+          "−": "$-$", "·": r"$\cdot$"}
 
 
-def render(df: pd.DataFrame, fmt: str = "md") -> str:
-    """The comparison table as text: ``md`` for people, ``csv`` (numeric mean/std/n) for programs."""
-    if fmt == "md":
-        return to_markdown(comparison_table(df))
+def latex_escape(text) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular (needs ``\\usepackage{booktabs}``); every cell is escaped for LaTeX."""
+    spec = "ll" + "r" * (len(table.columns) - 2)
+    head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
+    body = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body,
+                      r"\bottomrule", r"\end{tabular}"])
+
+
+def to_html(table: pd.DataFrame) -> str:
+    """An HTML ``<table>`` fragment; every header and cell is escaped."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    cell = lambda v: html.escape(str(v)).replace(" ± ", "\u00a0±\u00a0")  # noqa: E731  (keep mean ± std on one line)
+    rows = ["<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+            for row in table.itertuples(index=False)]
+    body = "\n".join(rows)
+    return f'<table class="ganbench">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+
+
+FORMATS = ("md", "csv", "latex", "html")
+
+
+def render(df: pd.DataFrame, fmt: str = "md", baseline: str | None = None, metrics: list[str] | None = None,
+           test: str = "welch") -> str:
+    """The comparison table as text: ``md`` for people (with legend and notes), ``csv`` (one line
+    per setting x metric with mean, std, ci95, n, rank and the tests) for programs, ``latex`` and
+    ``html`` for papers and pages."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
     if fmt == "csv":
-        return summarize(df).to_csv(index=False).rstrip("\n")
-    raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
+        return long_table(df, baseline, metrics, test).to_csv(index=False).rstrip("\n")
+    table = comparison_table(df, baseline, metrics, test)
+    notes = [f"Note: {n}" for n in table.attrs["notes"]]
+    if fmt == "md":
+        return "\n".join([to_markdown(table), "", *legend(table), *notes])
+    if fmt == "latex":
+        return "\n".join([to_latex(table), *(f"% {line}" for line in legend(table) + notes)])
+    text = "\n".join(f"<p>{html.escape(line)}</p>" for line in legend(table) + notes)
+    return to_html(table) + "\n" + text
+
+
+def long_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
+               test: str = "welch") -> pd.DataFrame:
+    """``summarize`` restricted to ``metrics``, with the tests against ``baseline`` when given."""
+    s = summarize(df)
+    if metrics:
+        s = s[s["metric"].isin(metrics)]
+    if baseline:
+        s, _ = significance(s, final_rows(df), resolve_baseline(s, baseline), test)
+    return s

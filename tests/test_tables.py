@@ -98,3 +98,60 @@ def test_welch_matches_scipy():
     ref = stats.ttest_ind(x, y, equal_var=False)
     assert w["p"] == pytest.approx(ref.pvalue) and w["t"] == pytest.approx(ref.statistic)
     assert w["p_improve"] == pytest.approx(11.5 / 12)  # 11 pairs x > y, one tie (0.9, 0.9)
+
+
+def _two(x, y, hib=True, px="p1", py="p1"):
+    """Two settings of one metric: 'new' with seed values x, 'base' with y."""
+    rows = []
+    for label, values, pid in (("new", x, px), ("base", y, py)):
+        for seed, v in enumerate(values):
+            rows.append({"dataset": "ring8", "label": label, "model": label + "-model", "loss": "ns", "group_id": label,
+                         "run_id": f"{label}{seed}", "seed": seed, "metric": "kl", "value": v,
+                         "higher_is_better": hib, "status": "ok", "final": True, "step": 1, "protocol_id": pid})
+    return pd.DataFrame(rows)
+
+
+def test_tests_against_a_baseline_in_the_metrics_direction():
+    from scipy import stats
+    from ganbench.tables import final_rows, significance
+    df = _two([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], hib=False)   # lower is better: 'new' is better
+    s, notes = significance(summarize(df), final_rows(df), "base", "welch")
+    r = s.set_index("label").loc["new"]
+    t = -3.0 / math.sqrt(1 / 3 + 1 / 3)                      # Welch: both variances 1, n = 3
+    assert r["p"] == pytest.approx(2 * stats.t.sf(abs(t), 4)) and notes == []
+    assert r["g"] == pytest.approx(3.0 * (1 - 3 / (4 * 6 - 9)))  # Cohen's d 3 (pooled sd 1), Hedges 0.8 factor
+    assert r["p_improve"] == 1.0                             # every seed of 'new' beats every seed of 'base'
+    assert bool(s.set_index("label").loc["base", "is_baseline"])
+    s, _ = significance(summarize(df), final_rows(df), "base", "mannwhitney")
+    assert s.set_index("label").loc["new", "p"] == pytest.approx(2 / 20)  # exact: 2 of C(6,3) orderings as extreme
+
+
+def test_table_with_baseline_columns_and_untested_protocol_note():
+    df = pd.concat([_two([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], hib=False),
+                    _two([1.0, 1.5], [9.0], hib=False, px="p2", py="p3").query("label == 'new'").assign(
+                        label="other", group_id="other", run_id=lambda d: "o" + d["run_id"])])
+    t = comparison_table(df, baseline="base")
+    assert list(t.columns[:6]) == ["dataset", "setting", "n", "diverged", "kl ↓", "kl vs baseline"]
+    cells = t.set_index("setting")["kl vs baseline"]
+    assert cells["base"] == "baseline" and cells["new"].startswith("p=") and "g=+2.40" in cells["new"]
+    assert cells["other [protocol p2]"] == "—"               # protocol p2: no baseline entry to test against
+    notes = " ".join(t.attrs["notes"])
+    assert "no result of base under protocol p2" in notes and "other" in notes
+    assert "2 protocols" in notes                            # p1 and p2 lines are kept apart
+    assert comparison_table(df, baseline="base-model").attrs["baseline"] == "base"  # a model with one setting
+    with pytest.raises(UserError, match="did you mean 'base'"):
+        comparison_table(df, baseline="bsae")
+    with pytest.raises(UserError, match="metric"):
+        comparison_table(df, metrics=["fid"])
+
+
+def test_formats_escape_user_labels():
+    df = _two([1.0, 2.0], [3.0, 4.0]).replace({"label": {"new": "a&b <i>_x|y"}})
+    html_text = render(df, "html")
+    assert "a&amp;b &lt;i&gt;_x|y" in html_text and "<i>" not in html_text
+    latex = render(df, "latex")
+    assert r"a\&b \textless{}i\textgreater{}\_x|y" in latex and r"kl $\uparrow$" in latex
+    md = render(df, "md", baseline="base")
+    assert r"a&b <i>_x\|y" in md and "kl vs baseline" in md and "Welch's t-test over seeds against base" in md
+    csv = render(df, "csv", baseline="base")
+    assert csv.splitlines()[0].endswith("rank,is_baseline,p,g,p_improve")

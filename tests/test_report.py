@@ -1,0 +1,87 @@
+"""Reports: every table and figure is in the HTML, user strings are escaped, protocols stay apart."""
+
+import base64
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+from ganbench.config import suite_from_dict
+from ganbench.errors import UserError
+from ganbench.executors import run_suite
+from ganbench.report import build_report, write_report
+from ganbench.store import append_rows, load_rows
+
+EVIL = "<script>alert(1)</script>"
+SUITE = {
+    "name": "report-test",
+    "defaults": {"model": "mlp", "dataset": "ring8", "width": 16, "depth": 2, "batch_size": 64, "steps": 40,
+                 "eval_every": 20},
+    "settings": [{"label": EVIL, "loss": "ns"}, {"label": "mlp/hinge", "loss": "hinge"}],
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "results"
+    run_suite(suite_from_dict(SUITE, "report-test", {}, [0, 1]), out, torch.device("cpu"), progress=False)
+    return out
+
+
+def _pngs(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def test_html_has_every_table_and_image_and_escapes_labels(results, tmp_path):
+    path = write_report(results, tmp_path / "report.html", baseline="mlp/hinge", notes=["scale: 2 seeds, 40 steps"])
+    text = path.read_text()
+    report = build_report(results, baseline="mlp/hinge")
+    tables = [b for b in report.blocks if b.kind == "table"]
+    images = [b for b in report.blocks if b.kind == "img"]
+    # comparison, per metric, runs, provenance, protocols
+    assert len(tables) == 5 and text.count("<table") == 5
+    # bars, metric curves, loss curves (one dataset), then one scatter per setting
+    kinds = [i.name.split("-")[0] for i in images]
+    assert len(images) == 5 and kinds == ["bars", "metrics", "losses", "samples", "samples"]
+    pngs = _pngs(text)
+    assert len(pngs) == 5 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script" not in text.lower()
+    assert "scale: 2 seeds, 40 steps" in text and "Provenance" in text and torch.__version__ in text
+    # the comparison table: two settings, a test column against mlp/hinge, seeds 0-1 in the runs table
+    assert "kl vs baseline" in text and "against mlp/hinge" in text and text.count("<td>baseline</td>") == 3 and "<td>0-1</td>" in text
+    assert "src=\"http" not in text and "href=" not in text  # self-contained
+
+
+def test_markdown_variant_writes_images_beside_it(results, tmp_path):
+    path = write_report(results, tmp_path / "out" / "report.md")
+    text = path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\((report_files/[^)]+\.png)\)", text)
+    assert len(links) == 5 and all((path.parent / link).read_bytes().startswith(b"\x89PNG") for link in links)
+    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert text.count("\n|---") >= 5
+
+
+def test_rows_under_another_protocol_are_kept_apart(results, tmp_path):
+    out = tmp_path / "mixed"
+    rows = load_rows(results)
+    moved = [dict(r, protocol_id="other", run_id=r["run_id"] + "x", protocol={**r["protocol"], "num_fake": 1000})
+             for r in rows if r["label"] == "mlp/hinge" and r["metric"] == "hq"]
+    append_rows(out, rows + moved)
+    report = build_report(out)
+    table = next(b.table for b in report.blocks if b.kind == "table")
+    hinge = table[table["setting"].str.startswith("mlp/hinge")]
+    assert sorted(hinge["setting"]) == ["mlp/hinge", "mlp/hinge [protocol other]"]
+    notes = [b.text for b in report.blocks if b.kind == "p" and b.text.startswith("Note:")]
+    assert len(notes) == 1 and "hq" in notes[0] and "num_fake" in notes[0]
+    detail = [b.table for b in report.blocks if b.kind == "table"][1]
+    hq = detail[detail["metric"] == "hq ↑"]
+    assert sorted(hq["protocol"].unique()) == sorted({"other", rows[0]["protocol_id"]})
+
+
+def test_report_errors(results, tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        write_report(tmp_path / "absent", tmp_path / "r.html")
+    with pytest.raises(UserError, match="unknown report format"):
+        write_report(results, tmp_path / "r.html", fmt="pdf")
