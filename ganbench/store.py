@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover - Windows: appends rely on O_APPEND alon
     fcntl = None
 
 RESULTS = "results.jsonl"
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the process's umask, for files made by mkstemp
 SCHEMA = 1
 
 
@@ -42,6 +44,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ganbench import distributed
 from ganbench.checkpoint import Checkpointer, set_global_rng_state
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
@@ -106,7 +107,7 @@ def train(
     def latents():  # (z, labels for a conditional generator)
         z = torch.randn(B, zdim, generator=noise, device=device)
         y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
-        return z, y
+        return distributed.shard(z), distributed.shard(y)  # under torchrun: this rank's slice
 
     def G(z, y):
         return g(z, y) if cond else g(z)
@@ -136,7 +137,7 @@ def train(
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
         d.requires_grad_(True)
         for _ in range(cfg.n_dis):
-            real, y_real = next(data)
+            real, y_real = map(distributed.shard, next(data))
             z, y_fake = latents()
             with torch.no_grad():
                 fake = G(z, y_fake)
@@ -148,6 +149,7 @@ def train(
                 d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake, noise)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            distributed.average_gradients(d)  # under torchrun: the full batch's gradient on every rank
             opt_d.step()
             if loss.clip:
                 clip_weights(d, cfg.weight_clip)
@@ -159,6 +161,7 @@ def train(
         g_loss = loss.g(D(G(z, y_fake), y_fake))
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        distributed.average_gradients(g)
         grad_g = grad_norm(g.parameters()) if log_now else 0.0
         opt_g.step()
         if ema is not None:
@@ -173,6 +176,7 @@ def train(
                    "grad_d": grad_d, "grad_g": grad_g,
                    "lr_d": opt_d.param_groups[0]["lr"], "lr_g": opt_g.param_groups[0]["lr"],
                    "step_time": (now - interval_start) / (step - (monitor.history[-1]["step"] if monitor.history else 0))}
+            row = distributed.mean_over_ranks(row, ("d_loss", "g_loss", "d_real", "d_fake"))
             reason = monitor.record(row) or _nonfinite_weights(g, d, step)
             if on_log is not None:
                 on_log(row)

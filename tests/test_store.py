@@ -75,9 +75,18 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path, monkeypat
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
 
 
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # open() makes 0666 minus the umask
+    store.atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
 def _writer(out, k, n):
     for i in range(n):
-        store.append_rows(out, [_row(k * 1000 + i, pad="x" * 5000), _row(k * 1000 + i + 500)])
+        # rows larger than PIPE_BUF (4 KiB) and, every tenth batch, than a 64 KiB pipe or page-cache chunk
+        big = "x" * (70_000 if i % 10 == 0 else 5000)
+        store.append_rows(out, [_row(k * 1000 + i, pad=big, writer=k), _row(k * 1000 + i + 500, writer=k)])
 
 
 def test_concurrent_writers_lose_no_row(tmp_path):
@@ -90,8 +99,11 @@ def test_concurrent_writers_lose_no_row(tmp_path):
         assert p.exitcode == 0
     lines = (tmp_path / store.RESULTS).read_text().splitlines()
     assert len(lines) == 4 * 40 * 2
-    ids = {json.loads(line)["run_id"] for line in lines}  # every line is valid JSON
-    assert len(ids) == 4 * 40 * 2
+    rows = [json.loads(line) for line in lines]  # every line is valid JSON
+    assert len({r["run_id"] for r in rows}) == 4 * 40 * 2
+    for k in range(4):  # each writer's batches arrive whole and in its own order
+        mine = [r["run_id"] for r in rows if r["writer"] == k]
+        assert mine == [f"r{k * 1000 + i + j}" for i in range(40) for j in (0, 500)]
 
 
 def test_missing_folder_or_file_is_a_user_error(tmp_path):

@@ -1,0 +1,153 @@
+"""One run on several GPUs (or CPU processes): data parallelism with ``torch.distributed`` under torchrun.
+
+    torchrun --nproc_per_node 2 -m ganbench run --model dcgan --dataset mnist ...
+
+torchrun starts one process per device and describes the group in the environment (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``init`` joins it with NCCL on
+CUDA, else gloo. Every rank builds the same networks from the run's seed and draws the same full
+batch of data and latents from the run's generators, then trains on its own contiguous slice of it;
+gradients are averaged over the ranks before each optimiser step. With equal slices that average is
+the gradient of the full batch, so a run on N processes is the same computation as on one (up to the
+order of floating-point sums), and the config, run id and rows mean the same thing. Every rank
+evaluates the same generator with the same evaluation seed; only rank 0 writes the results folder.
+
+Outside a process group every function here is a no-op, so the training loop has one code path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ganbench.errors import UserError
+
+
+def launched() -> bool:
+    """Started by torchrun (or any launcher that sets WORLD_SIZE) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> torch.device:
+    """Join the process group from the environment; returns this rank's device (cuda:LOCAL_RANK on GPUs)."""
+    if not dist.is_available():
+        raise UserError("this torch build has no torch.distributed")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.type == "cuda"
+    if cuda:
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+    return device
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(x: torch.Tensor | None) -> torch.Tensor | None:
+    """This rank's contiguous slice of a batch (along dim 0); the whole batch outside a group."""
+    if x is None or not active():
+        return x
+    n, w = len(x), world_size()
+    if n % w:
+        raise UserError(f"a batch of {n} does not split evenly over {w} processes; use a batch_size divisible by {w}")
+    k = n // w
+    return x[rank() * k:(rank() + 1) * k]
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Replace each gradient by its mean over the ranks (one all-reduce for the whole module)."""
+    if not active():
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def mean_over_ranks(row: dict, keys: tuple[str, ...]) -> dict:
+    """``row`` with ``keys`` averaged over the ranks, so every rank logs (and judges divergence on) the same numbers."""
+    if not active():
+        return row
+    t = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    t /= world_size()
+    return {**row, **dict(zip(keys, t.tolist()))}
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (a picklable value)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def reduce_stats(stats):
+    """``StreamingStats`` of the union of every rank's rows, the same on every rank.
+
+    Two float64 all-reduces: the counts and sums give the global mean, then each rank adds its
+    centred second moment about that mean, sum (x - mean)(x - mean)^T = M2 + n (m - mean)(m - mean)^T,
+    which keeps the precision of the centred (Chan) form that one process uses.
+    """
+    from ganbench.metrics.frechet import StreamingStats
+
+    if not active():
+        return stats
+    d = stats.dim
+    first = torch.from_numpy(np.concatenate([[stats._n], stats._mean * stats._n]))
+    dist.all_reduce(first)
+    n = float(first[0])
+    if n == 0:
+        raise UserError("statistics of no samples on any process")
+    mean = first[1:].numpy() / n
+    delta = stats._mean - mean if stats._n else np.zeros(d)
+    second = torch.from_numpy(stats._m2 + stats._n * np.outer(delta, delta))
+    dist.all_reduce(second)
+    out = StreamingStats(d)
+    out._n, out._mean, out._m2 = n, mean, second.numpy()
+    return out
+
+
+def feature_statistics(extract, samples: torch.Tensor, batch: int = 500):
+    """Mean and covariance of ``extract(samples)`` with the extraction split over the ranks.
+
+    Rank r extracts the features of rows r, r + N, r + 2N, ...; the statistics are then reduced
+    across ranks, so they equal one process's statistics of all the rows (to float64 rounding).
+    ``extract(images) -> (B, D)`` features.
+    """
+    from ganbench.metrics.frechet import StreamingStats
+
+    mine = samples[rank()::world_size()]
+    stats = None
+    for part in mine.split(batch):
+        f = extract(part)
+        stats = stats or StreamingStats(f.shape[1])
+        stats.update(f)
+    dim = broadcast_object(stats.dim if stats is not None else None)
+    return reduce_stats(stats or StreamingStats(dim))

@@ -1,0 +1,260 @@
+"""Many runs at once: a local pool of processes (``--jobs N``) or one Ray task per run (``--executor ray``).
+
+A worker trains and evaluates whole runs and returns each run's rows to the driver (the
+``ganbench run`` process), which alone appends them to ``results.jsonl``, one run per write, as the
+runs finish. So the results file needs no shared file system and no cross-machine locking, and a
+worker that dies takes no half-written row with it. Workers still write each run's folder
+(checkpoints, history, figures, generator) under the same absolute ``OUT`` path; on Ray those
+files also travel back with the rows and the driver writes the ones it does not already have,
+so ``OUT/runs/`` is complete on the driver's machine even when the workers' disks are not shared.
+
+Same rows on every executor: a run is a pure function of its config. Each worker is started
+with the 'spawn' method (no forked torch state), re-imports the plug-ins, switches on
+deterministic algorithms and sets its torch thread count; runs draw every random number from
+generators seeded by their own config.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ganbench.checkpoint import NAME, PREVIOUS
+from ganbench.config import RunConfig
+from ganbench.errors import UserError
+
+EXECUTORS = ("local", "ray")
+RAY_HINT = "pip install 'ganbench[ray]'"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where the runs of a suite go."""
+
+    kind: str = "local"  # "local" (this machine) or "ray"
+    jobs: int = 1  # local: runs at once, each in its own process (1: one after another, in this process)
+    ray_address: str | None = None  # ray: an existing cluster (None: $RAY_ADDRESS, else a new local Ray)
+    device: str = "auto"  # as the user gave it; a Ray task resolves it where it runs
+    threads: int = 0  # torch threads per run (0: all cores when sequential, cores / jobs, 1 per Ray task)
+    plugins: tuple[str, ...] = ()  # plug-ins every worker imports before its first run
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise UserError(f"unknown executor {self.kind!r} (use local or ray)")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.threads < 0:
+            raise UserError(f"--threads must be >= 0 (0: decided by the executor), got {self.threads}")
+        if self.kind == "ray" and self.jobs != 1:
+            raise UserError("--jobs is for --executor local; Ray runs one run per free CPU (or GPU) of the cluster")
+        if self.kind == "local" and self.ray_address:
+            raise UserError("--ray-address needs --executor ray")
+
+    @property
+    def parallel(self) -> bool:
+        return self.kind == "ray" or self.jobs > 1
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_HINT}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run, as sent to a worker (plain data: it crosses process and machine boundaries)."""
+
+    label: str
+    config: dict
+    suite: str
+    out: str  # absolute path of the results folder
+    device: str  # resolved by the worker
+    threads: int  # torch threads in the worker (0: leave as it is)
+    blas_threads: int  # numpy/scipy BLAS threads: the driver's, since they change the last bits of FID (0: leave)
+    plugins: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # the driver's GANBENCH_* variables (weights files, data roots)
+    collect: bool  # send the run folder's files back with the rows
+    resume: bool
+    checkpoint_every: int
+    tensorboard: bool
+
+
+def execute(job: Job) -> tuple[str, object, dict[str, bytes]]:
+    """Run one job in a worker: ("done", Outcome, files) or ("user", message, {}) for a UserError.
+
+    Any other exception is caught by ``run_guarded`` and comes back as a failed Outcome.
+    """
+    from ganbench.executors import run_guarded
+    from ganbench.plugins import load_entry_points, load_plugin
+    from ganbench.seeding import resolve_device, set_deterministic
+
+    try:
+        os.environ.update(dict(job.env))
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        if job.blas_threads:
+            _set_blas_threads(job.blas_threads)
+        load_entry_points()
+        for spec in job.plugins:
+            load_plugin(spec)
+        device = resolve_device(job.device)
+        set_deterministic(device)
+        cfg = RunConfig.from_dict(job.config)
+        o = run_guarded(job.label, cfg, job.suite, Path(job.out), device, progress=False, resume=job.resume,
+                        checkpoint_every=job.checkpoint_every, tensorboard=job.tensorboard)
+    except UserError as e:
+        return "user", str(e), {}
+    return "done", o, (_run_files(Path(job.out), cfg.run_id) if job.collect else {})
+
+
+def blas_threads() -> int:
+    """Threads of the BLAS that numpy and scipy use in this process (0 when unknown)."""
+    import scipy.linalg  # noqa: F401 - loads the BLAS, so that it can be seen
+    from threadpoolctl import threadpool_info
+
+    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=0)
+
+
+def _set_blas_threads(n: int) -> None:
+    """Use ``n`` BLAS threads for the metric math (eigenvalues and products in FID and friends): a
+    sum split over another number of threads rounds differently in the last bits. Ray starts its
+    workers with one thread (OMP_NUM_THREADS=1); a worker takes the driver's count instead, so its
+    rows equal those of a sequential run."""
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n, user_api="blas")
+
+
+def _run_files(out: Path, run_id: str) -> dict[str, bytes]:
+    """The finished run's folder (checkpoints excluded: the run is done)."""
+    folder = out / "runs" / run_id
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and p.name not in (NAME, PREVIOUS) and not p.name.startswith(".")}
+
+
+def _write_missing(out: Path, run_id: str, files: dict[str, bytes]) -> None:
+    """Write the run files the driver does not already have (a worker on another machine)."""
+    from ganbench.store import atomic_write_bytes
+
+    folder = out / "runs" / run_id
+    for name, data in files.items():
+        path = folder / name
+        if not (path.is_file() and path.read_bytes() == data):
+            atomic_write_bytes(path, data)
+
+
+def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: torch.device, ex: Executor,
+                 resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False) -> Iterator:
+    """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
+    from ganbench.executors import failed, one_line
+
+    out = Path(out).resolve()
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GANBENCH_")))
+    blas = blas_threads()
+
+    def job(label, cfg, device_name, threads, collect):
+        return Job(label, cfg.to_dict(), suite, str(out), device_name, threads, blas, ex.plugins, env, collect,
+                   resume, checkpoint_every, tensorboard)
+
+    def outcome(label, cfg, result):
+        kind, payload, files = result
+        if kind == "user":
+            raise UserError(payload)
+        if files:
+            _write_missing(out, cfg.run_id, files)
+        return payload
+
+    if ex.kind == "ray":
+        yield from _ray(todo, job, outcome, failed, one_line, suite, device, ex)
+        return
+    threads = ex.threads or max(1, _cores() // ex.jobs)
+    pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=mp.get_context("spawn"))
+    try:
+        pending = {pool.submit(execute, job(label, cfg, str(device), threads, False)): (label, cfg)
+                   for label, cfg in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                label, cfg = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                    result = ("done", failed(label, cfg, suite, device, f"worker died: {one_line(e)}"), {})
+                yield outcome(label, cfg, result)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def start_ray(address: str | None = None) -> bool:
+    """Connect to ``address`` (or $RAY_ADDRESS), else start a private Ray on the loopback interface.
+
+    Returns whether this call started (or connected) Ray, i.e. whether the caller should shut it down.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-report prompt or upload
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            # Ray starts its workers at niceness 15; a private Ray's runs get the priority a
+            # sequential run would have, or any other busy process on the machine starves them.
+            os.environ.setdefault("RAY_worker_niceness", "0")
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                     num_cpus=_cores(), **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise UserError(f"could not start or reach Ray{f' at {address}' if address else ''}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    return True
+
+
+def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> Iterator:
+    ray = require_ray()
+    started = start_ray(ex.ray_address)
+    refs = {}
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and ex.device != "cpu"
+        if ex.device.startswith("cuda") and not gpus:
+            raise UserError(f"--device {ex.device}: the Ray cluster has no GPUs")
+        task = ray.remote(max_retries=0)(execute)
+        # A GPU task sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
+        threads = ex.threads or 1
+        opts = dict(num_gpus=1, num_cpus=threads) if gpus else dict(num_cpus=threads)
+        for label, cfg in todo:
+            ref = task.options(**opts).remote(job(label, cfg, "cuda" if gpus else "cpu", threads, True))
+            refs[ref] = (label, cfg)
+        while refs:
+            finished, _ = ray.wait(list(refs), num_returns=1)
+            for ref in finished:
+                label, cfg = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - the task's process or node died
+                    result = ("done", failed(label, cfg, suite, device, f"Ray task died: {one_line(e)}"), {})
+                yield outcome(label, cfg, result)
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()

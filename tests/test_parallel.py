@@ -1,0 +1,195 @@
+"""One suite through every executor: sequential, a local pool (--jobs 2) and Ray give the same rows;
+a run that raises is recorded as failed while the others finish; --resume skips finished runs."""
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from ganbench.cli import main
+from ganbench.store import load_rows
+
+# A plug-in model whose discriminator raises once training starts (its forward in eval mode, used
+# by the checks before training, works).
+PLUGIN = '''
+from torch import nn
+from ganbench.models import MODELS
+from ganbench.models.mlp import mlp
+
+
+class Flaky(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.d = d
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("boom in forward")
+        return self.d(x)
+
+
+@MODELS.register("flaky")
+def flaky(cfg, dataset):
+    """an MLP whose discriminator raises in training"""
+    g, d = mlp(cfg, dataset)
+    return g, Flaky(d)
+'''
+
+SUITE = """
+name = "par"
+seeds = [0, 1]
+[defaults]
+model = "mlp"
+dataset = "ring8"
+steps = 30
+width = 16
+depth = 1
+batch_size = 32
+[[settings]]
+loss = "ns"
+[[settings]]
+loss = "hinge"
+spectral_norm = true
+[[settings]]
+label = "flaky"
+model = "flaky"
+loss = "ns"
+"""
+
+VOLATILE = ("time", "timing", "env")  # wall-clock times, host, threads, process ids
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("par")
+    (d / "par.toml").write_text(SUITE)
+    (d / "flaky_plugin.py").write_text(PLUGIN)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for the module (starting it costs seconds); run_suite leaves it running."""
+    import ray
+
+    from ganbench.parallel import start_ray
+
+    start_ray()
+    yield ray
+    ray.shutdown()
+
+
+def _run(files, out, *extra):
+    return main(["run", "--suite", str(files / "par.toml"), "--plugin", str(files / "flaky_plugin.py"),
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def _stable(out):
+    rows = load_rows(out)
+    for r in rows:
+        for k in VOLATILE:
+            r.pop(k, None)
+    return sorted(json.dumps(r, sort_keys=True) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def sequential(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seq") / "res"
+    code = _run(files, out)
+    return code, out
+
+
+def test_sequential_records_the_failed_runs_and_finishes_the_others(sequential, capsys):
+    code, out = sequential
+    assert code == 1  # some runs failed
+    rows = load_rows(out)
+    final = [r for r in rows if r["final"]]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(final) == 4 * 3 and all(r["status"] == "ok" and r["value"] is not None for r in final)
+    assert {(r["label"], r["seed"]) for r in final} == {(lab, s) for lab in ("mlp/ns", "mlp/hinge+sn") for s in (0, 1)}
+    assert len(failed) == 2 * 3 and {r["label"] for r in failed} == {"flaky"} and {r["seed"] for r in failed} == {0, 1}
+    assert all(r["reason"] == "RuntimeError: boom in forward" and r["value"] is None and not r["final"] for r in failed)
+
+
+@pytest.fixture(scope="module")
+def executed(files, tmp_path_factory, request):
+    """Outputs of the suite through each executor, run once for the module."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            if name == "ray":
+                request.getfixturevalue("ray_session")
+            out = tmp_path_factory.mktemp(name) / "res"
+            extra = {"jobs2": ["--jobs", "2"], "ray": ["--executor", "ray"]}[name]
+            code = _run(files, out, *extra)
+            done[name] = code, out
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["jobs2", "ray"])
+def test_every_executor_gives_the_same_rows(sequential, executed, capsys, name):
+    capsys.readouterr()
+    code, out = executed(name)
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "6 runs" in printed and "2 failed" in printed
+    assert printed.count("failed: flaky ring8 seed") == 2 and "RuntimeError: boom in forward" in printed
+    assert "| ring8   | mlp/ns" in printed  # the table of the runs that finished
+    assert _stable(out) == _stable(sequential[1])
+    # the run folders are complete too: same files, same configs
+    seq_runs = sorted(p.name for p in (sequential[1] / "runs").iterdir())
+    assert sorted(p.name for p in (out / "runs").iterdir()) == seq_runs
+    for run_id in seq_runs:
+        a, b = sequential[1] / "runs" / run_id, out / "runs" / run_id
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        assert (a / "config.json").read_text() == (b / "config.json").read_text()
+
+
+def test_resume_skips_finished_runs_and_retries_failed_ones(files, executed, tmp_path, capsys):
+    out = tmp_path / "res"
+    shutil.copytree(executed("ray")[1], out)
+    before = load_rows(out)
+    capsys.readouterr()
+    assert _run(files, out, "--executor", "ray", "--resume") == 1
+    printed = capsys.readouterr().out
+    assert "4 already in" in printed and "2 failed" in printed
+    after = load_rows(out)
+    assert after[:len(before)] == before  # nothing rewritten
+    new = after[len(before):]
+    assert len(new) == 2 * 3 and all(r["label"] == "flaky" and r["status"] == "failed" for r in new)
+
+
+def test_ray_workers_use_the_drivers_blas_threads(ray_session):
+    """Ray starts workers with one BLAS thread; FID's last bits depend on it, so tasks take the driver's."""
+    from ganbench.parallel import _set_blas_threads, blas_threads
+
+    n = blas_threads()
+    probe = ray_session.remote(lambda k: (_set_blas_threads(1), blas_threads(), _set_blas_threads(k), blas_threads()))
+    _, one, _, after = ray_session.get(probe.remote(n))
+    assert n >= 1 and one == 1 and after == n
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
+    (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --executor ray"),
+])
+def test_executor_mistakes_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "res"
+    assert main(["run", "--model", "mlp", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    out = tmp_path / "res"
+    assert main(["run", "--model", "mlp", "--executor", "ray", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'ganbench[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
