@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars or per-run lines")
     r.add_argument("--resume", action="store_true", help="continue unfinished runs of --out from their checkpoints")
+    r.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (default: this machine) or ray (one Ray task per run; pip install 'ganbench[ray]')")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="local executor: runs at once, each in its own process (default 1: one after another)")
+    r.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="ray executor: an existing cluster (default: $RAY_ADDRESS, else a new local Ray)")
+    r.add_argument("--threads", type=int, default=0, metavar="T",
+                   help="torch threads per run (default: all cores, or cores/N with --jobs N, 1 per Ray task); "
+                        "on the CPU the same T gives the same numbers on every executor")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save a checkpoint every N steps (default: a tenth of each run)")
     r.add_argument("--tensorboard", action="store_true",
@@ -73,7 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("table", help="print the comparison table of a results folder")
     t.add_argument("dir", help="results folder")
-    t.add_argument("--format", default="md", choices=["md", "csv"], help="md (default) or csv")
+    t.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"],
+                   help="md (default), csv (one line per setting x metric), latex or html")
+    t.add_argument("--baseline", metavar="LABEL",
+                   help="test every setting against this one over seeds (a label, or a model with one setting)")
+    t.add_argument("--metric", action="append", default=[], metavar="NAME", help="only this metric (repeatable)")
+    t.add_argument("--test", default="welch", choices=["welch", "mannwhitney"],
+                   help="significance test against --baseline (default: Welch's t-test)")
+
+    rp = sub.add_parser("report", help="write an HTML (or Markdown) report: tables, plots, samples, provenance")
+    rp.add_argument("dir", help="results folder")
+    rp.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                    help="report file (default: report.html); a .md file gives the Markdown variant")
+    rp.add_argument("--format", choices=["html", "md"], help="html or md (default: from the file name)")
+    rp.add_argument("--baseline", metavar="LABEL", help="test every setting against this one (see `table`)")
+    rp.add_argument("--title", default="ganbench report", help="heading of the report")
+    rp.add_argument("--note", action="append", default=[], metavar="TEXT",
+                    help="a paragraph under the heading, e.g. the scale the suite ran at (repeatable)")
 
     c = sub.add_parser("check", help="compare a results folder with a baseline file (exit 1 on a regression)")
     c.add_argument("dir", help="results folder")
@@ -101,13 +128,18 @@ def _suite_from_args(args):
 
 
 def cmd_run(args) -> int:
+    from ganbench import distributed
     from ganbench.executors import run_suite, validate_suite
+    from ganbench.parallel import Executor, require_ray
     from ganbench.seeding import resolve_device, set_deterministic
     from ganbench.store import load_results
     from ganbench.tables import render
 
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
+    executor = Executor(args.executor, args.jobs, args.ray_address, args.device, args.threads, tuple(args.plugin))
+    if executor.kind == "ray":
+        require_ray()
     validate_suite(suite)  # every name resolved before anything is printed or written
     if args.checkpoint_every < 0:
         raise UserError(f"--checkpoint-every must be >= 0 (0: a tenth of each run), got {args.checkpoint_every}")
@@ -118,18 +150,40 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    if distributed.launched():  # under torchrun: one data-parallel run at a time over all processes
+        if executor.parallel or args.resume:
+            raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
+                            "are not available")
+        device = distributed.init(device)
+        if not distributed.is_main():  # rank 0 writes the results; the others write to a scratch folder
+            with tempfile.TemporaryDirectory(prefix=f"ganbench-rank{distributed.rank()}-") as scratch:
+                set_deterministic(device)
+                outcomes = run_suite(suite, Path(scratch), device, progress=False,
+                                     checkpoint_every=args.checkpoint_every)
+            return 1 if any(o.status == "failed" for o in outcomes) else 0
     set_deterministic(device)
+    if args.threads and not executor.parallel:
+        import torch
+
+        torch.set_num_threads(args.threads)
     n = len(suite.runs())
-    print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {device} -> {out}")
+    where = {"local": f"{args.jobs} processes" if args.jobs > 1 else str(device), "ray": "Ray"}[args.executor]
+    print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")
     start = time.perf_counter()
     outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
-                         checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard)
+                         checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, executor=executor)
     skipped = sum(o.status == "skipped" for o in outcomes)
     diverged = sum(o.status == "diverged" for o in outcomes)
-    print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged\n")
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"done in {time.perf_counter() - start:.1f} s: {n - skipped} runs, {skipped} already in {out}, {diverged} diverged"
+          + (f", {len(failed)} failed" if failed else "") + "\n")
+    for o in failed:
+        print(f"failed: {o.label} {o.config.dataset} seed {o.config.seed} ({o.config.run_id}): {o.reason}")
     df = load_results(out)
-    print(render(df[df["run_id"].isin({o.config.run_id for o in outcomes})], "md"))
-    return 0
+    mine = df[df["run_id"].isin({o.config.run_id for o in outcomes})] if len(df) else df
+    if len(mine) and mine["final"].astype(bool).any():  # failed runs have no final rows
+        print(("\n" if failed else "") + render(mine, "md"))
+    return 1 if failed else 0
 
 
 def cmd_eval(args) -> int:
@@ -155,25 +209,34 @@ def cmd_table(args) -> int:
     from ganbench.store import load_results
     from ganbench.tables import render
 
-    print(render(load_results(Path(args.dir)), args.format))
+    print(render(load_results(Path(args.dir)), args.format, args.baseline, args.metric, args.test))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ganbench.report import write_report
+
+    path = write_report(Path(args.dir), Path(args.output), fmt=args.format, baseline=args.baseline,
+                        title=args.title, notes=args.note)
+    print(f"report written to {path}")
     return 0
 
 
 def cmd_check(args) -> int:
-    from ganbench.check import compare, load_baseline, write_baseline
+    from ganbench.check import compare, load_baseline, not_compared, verdict_text, write_baseline
     from ganbench.store import load_results
-    from ganbench.tables import to_markdown
 
+    if args.k <= 0:
+        raise UserError(f"--k must be > 0, got {args.k}")
     df = load_results(Path(args.dir))
     if args.update:
         write_baseline(df, Path(args.update))
         print(f"baseline written to {args.update}")
         return 0
-    verdicts = compare(df, load_baseline(Path(args.baseline)), k=args.k)
-    print(to_markdown(verdicts.round(4).astype(str)))
-    failed = int((verdicts["verdict"] != "ok").sum())
-    print(f"{failed} regression(s) in {len(verdicts)} comparisons" if failed else f"ok: {len(verdicts)} comparisons")
-    return 1 if failed else 0
+    baseline = load_baseline(Path(args.baseline))
+    verdicts = compare(df, baseline, k=args.k)
+    print(verdict_text(verdicts, not_compared(df, baseline)))
+    return 1 if (verdicts["verdict"] != "ok").any() else 0
 
 
 def cmd_list(args) -> int:
@@ -233,13 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _inception_weights(args)
         _load_plugins(args)
-        return {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "check": cmd_check, "list": cmd_list}[args.command](args)
+        commands = {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "report": cmd_report, "check": cmd_check,
+                    "list": cmd_list}
+        return commands[args.command](args)
     except UserError as e:
         print(f"ganbench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ganbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ganbench table DIR | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

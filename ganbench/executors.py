@@ -6,17 +6,19 @@ complete runs; a run whose final rows are already there is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ganbench import distributed
 from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
 from ganbench.config import RunConfig, Suite, config_diff, digest
 from ganbench.errors import UserError
@@ -25,10 +27,10 @@ from ganbench.evaluate import (NonFiniteSamples, compute_metrics, generate, pref
                                resolve_metrics)
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
-from ganbench.models import MODELS
+from ganbench.models import MODELS, is_conditional
 from ganbench.monitor import stability
 from ganbench.plots import scatter_2d
-from ganbench.samples import save_generator
+from ganbench.samples import check_output, save_generator
 from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
 from ganbench.tensorboard import TensorBoardLogger, log_dir as tb_dir, require as require_tensorboard
 from ganbench.train import train
@@ -38,22 +40,68 @@ from ganbench.train import train
 class Outcome:
     label: str
     config: RunConfig
-    status: str  # "ok", "diverged" or "skipped" (already in the results folder)
+    status: str  # "ok", "diverged", "failed" (the run raised) or "skipped" (already in the results folder)
     values: dict[str, float | None]
     reason: str | None = None
     seconds: float = 0.0
+    rows: list[dict] = field(default_factory=list, repr=False)  # what goes to results.jsonl
 
 
 def validate_suite(suite: Suite) -> None:
-    """Resolve every name of every run before any work starts (unknown names raise UserError)."""
+    """Resolve every name of every run and check that each model fits its dataset before any work
+    starts: any mistake raises a UserError while nothing has been trained or written."""
     for _, cfg in suite.settings:
         MODELS[cfg.model]
         LOSSES[cfg.loss]
         dataset = DATASETS[cfg.dataset](cfg)
+        check_models(cfg, dataset)
         metrics = resolve_metrics(cfg.metrics, dataset)
         for m in metrics:
             FEATURES[m.features]
         preflight(metrics, dataset)
+
+
+def check_models(cfg: RunConfig, dataset) -> None:
+    """Build the setting's generator and discriminator and pass a batch of two through them.
+
+    The pair is built on the meta device (shapes only: no memory, no arithmetic, no random numbers
+    drawn), so a full-width model costs milliseconds. A model that cannot run on the meta device
+    (say, one that reads values in its forward) is probed on the CPU instead.
+    """
+    where = f"model {cfg.model!r} on dataset {cfg.dataset!r}"
+    try:
+        _probe(cfg, dataset, torch.device("meta"))
+    except UserError:
+        raise
+    except Exception:
+        try:
+            with torch.random.fork_rng(devices=[]):  # the probe leaves the global generator alone
+                _probe(cfg, dataset, torch.device("cpu"))
+        except UserError:
+            raise
+        except Exception as e:
+            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UserError(f"{where}: the model fails on this data ({type(e).__name__}: {text})") from None
+
+
+def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
+    with device:
+        g, d = MODELS[cfg.model](cfg, dataset)
+        cond = is_conditional(g)
+        if cond and not dataset.num_classes:
+            raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
+        g.eval()
+        d.eval()
+        with torch.no_grad():
+            z = torch.zeros(2, cfg.z_dim)
+            y = torch.zeros(2, dtype=torch.long) if cond else None
+            x = g(z, y) if cond else g(z)
+            # the value range is checked on real numbers when training starts
+            check_output(x, tuple(dataset.shape), bounded=False, where=f"model {cfg.model!r} generator")
+            logits = d(x, y) if cond else d(x)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2,):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UserError(f"model {cfg.model!r} discriminator: output has shape {got}, expected (N,) logits")
 
 
 def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values: dict, status: str,
@@ -86,11 +134,13 @@ def _history_csv(history: list[dict]) -> str:
 
 
 def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True,
-            resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False) -> Outcome:
+            resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False,
+            append: bool = True) -> Outcome:
     """Train and evaluate one run; with ``resume``, continue from its checkpoint if it has one.
 
     ``checkpoint_every`` steps (0: a tenth of the run) the state is saved in the run folder. With
-    ``tensorboard``, history, metrics and samples also go to ``out/tensorboard/``.
+    ``tensorboard``, history, metrics and samples also go to ``out/tensorboard/``. Without
+    ``append`` the rows are only returned (in ``Outcome.rows``), for the caller to ``record``.
     """
     run_dir = Path(out) / "runs" / cfg.run_id
     if not resume:  # a fresh start: an unfinished earlier attempt is not continued
@@ -163,10 +213,51 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
     atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing,
                                                   "stability": stable})
-    append_rows(out, rows)
-    for name in (NAME, PREVIOUS):  # the run is in the results now; generator.pt is what stays
-        (run_dir / name).unlink(missing_ok=True)
-    return Outcome(label, cfg, status, values, reason, result.train_seconds + eval_seconds)
+    outcome = Outcome(label, cfg, status, values, reason, result.train_seconds + eval_seconds, rows)
+    if append:
+        record(out, outcome)
+    return outcome
+
+
+def record(out: Path, o: Outcome) -> None:
+    """Append a run's rows in one write; a run that is in the results needs no checkpoint any more
+    (``generator.pt`` stays). A failed run keeps its checkpoints, so ``--resume`` can continue it."""
+    append_rows(out, o.rows)
+    if o.status != "failed":
+        for name in (NAME, PREVIOUS):
+            (Path(out) / "runs" / o.config.run_id / name).unlink(missing_ok=True)
+
+
+def one_line(e: BaseException) -> str:
+    """``RuntimeError: boom`` from an exception: its type and the first line of its message."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def failed(label: str, cfg: RunConfig, suite: str, device: torch.device, reason: str) -> Outcome:
+    """A run that raised: one non-final row per metric with status "failed" and the reason.
+
+    Non-final, so tables ignore it and a later run of the suite (or ``--resume``) tries it again.
+    """
+    try:
+        metrics = resolve_metrics(cfg.metrics, DATASETS[cfg.dataset](cfg))
+    except Exception:  # noqa: BLE001 - the failure itself is what gets reported
+        metrics = []
+    rows = _rows(label, suite, cfg, 0, False, {}, "failed", reason, environment(device), metrics)
+    return Outcome(label, cfg, "failed", {}, reason, 0.0, rows)
+
+
+def run_guarded(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, **kwargs) -> Outcome:
+    """``run_one`` without appending; an exception other than a UserError becomes a failed outcome.
+
+    A UserError is a mistake in the suite or its inputs and stops the whole suite (exit code 2).
+    """
+    try:
+        return run_one(label, cfg, suite, out, device, append=False, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any bug in a model or plug-in fails this run only
+        return failed(label, cfg, suite, device, one_line(e))
 
 
 def throughput(result, cfg: RunConfig, device: torch.device, eval_seconds: float, n_eval: int) -> dict:
@@ -223,25 +314,40 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
 
 
 def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True, resume: bool = False,
-              checkpoint_every: int = 0, tensorboard: bool = False) -> list[Outcome]:
-    """Run every (setting, seed) of ``suite`` into ``out`` one after another."""
+              checkpoint_every: int = 0, tensorboard: bool = False, executor=None) -> list[Outcome]:
+    """Run every (setting, seed) of ``suite`` into ``out``: one after another, or on ``executor``
+    (a ``ganbench.parallel.Executor``: a local process pool or Ray).
+
+    Whatever runs them, this process alone appends the rows, each run's in one write as it
+    finishes; a run that raises is recorded as failed and the others go on.
+    """
     validate_suite(suite)
     if tensorboard:
         require_tensorboard()
-    done = finished_run_ids(out)
+    done = distributed.broadcast_object(finished_run_ids(out))  # under torchrun every rank skips the same runs
     if resume:
         check_resume(suite, out, done)
     runs = suite.runs()
-    outcomes = []
-    bar = tqdm(runs, desc=f"suite {suite.name}", unit="run", disable=None if progress else True)
-    for i, (label, cfg) in enumerate(bar, 1):
-        if cfg.run_id in done:
-            outcomes.append(Outcome(label, cfg, "skipped", {}, "already in results"))
-            continue
-        o = run_one(label, cfg, suite.name, out, device, progress, resume, checkpoint_every, tensorboard)
-        outcomes.append(o)
-        if progress:
-            tqdm.write(f"[{i}/{len(runs)}] {label} {cfg.dataset} seed {cfg.seed}: {_describe(o)}")
+    outcomes = [Outcome(label, cfg, "skipped", {}, "already in results") for label, cfg in runs if cfg.run_id in done]
+    todo = [(label, cfg) for label, cfg in runs if cfg.run_id not in done]
+    options = dict(resume=resume, checkpoint_every=checkpoint_every, tensorboard=tensorboard)
+    if executor is not None and executor.parallel:
+        from ganbench.parallel import run_parallel
+
+        results = run_parallel(todo, suite.name, out, device, executor, **options)
+    else:
+        results = (run_guarded(label, cfg, suite.name, out, device, progress=progress, **options)
+                   for label, cfg in todo)
+    bar = tqdm(total=len(runs), initial=len(outcomes), desc=f"suite {suite.name}", unit="run",
+               disable=None if progress else True)
+    with contextlib.closing(iter(results)) as it:  # closing stops the workers if this loop raises
+        for o in it:
+            record(out, o)
+            outcomes.append(o)
+            bar.update()
+            if progress:
+                tqdm.write(f"[{len(outcomes)}/{len(runs)}] {o.label} {o.config.dataset} seed {o.config.seed}: "
+                           f"{_describe(o)}")
     bar.close()
     return outcomes
 

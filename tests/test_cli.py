@@ -142,6 +142,11 @@ def test_console_script_from_another_folder(tmp_path, suite_file):
     assert (tmp_path / "ganbench-results" / "results.jsonl").is_file()
     table = subprocess.run(cmd + ["table", "ganbench-results"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and "mlp/hinge+sn" in table.stdout
+    # a reader that leaves before the table is printed (`| head`, here `| true`, which reads
+    # nothing and exits while ganbench still imports torch) is no error: no traceback, exit 0
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", " ".join(cmd) + " table ganbench-results | true"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""
     bad = subprocess.run(cmd + ["run", "--model", "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 

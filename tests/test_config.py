@@ -103,8 +103,11 @@ def test_bad_suites(doc, message):
 def test_bundled_suites_load():
     quick = load_suite("quick")
     assert len(quick.runs()) >= 12 and len(quick.seeds) >= 2
-    assert {c.dataset for _, c in quick.settings} == {"ring8", "grid25"}
-    assert {c.loss for _, c in quick.settings} == {"ns", "wgan-gp", "hinge"}
+    assert {c.dataset for _, c in quick.settings} == {"ring8", "grid25", "digits"}
+    assert {(c.model, c.loss) for _, c in quick.settings if c.dataset != "digits"} == {
+        ("mlp", "ns"), ("mlp", "wgan-gp"), ("mlp", "hinge")}
+    assert {(c.model, c.loss) for _, c in quick.settings if c.dataset == "digits"} == {
+        ("dcgan", "ns"), ("dcgan", "wgan-gp")}
     toy = load_suite("toy")
     assert len(toy.seeds) == 10 and min(c.steps for _, c in toy.settings) >= 10_000
 
