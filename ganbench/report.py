@@ -23,7 +23,7 @@ import pandas as pd
 import ganbench
 from ganbench.errors import UserError
 from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench.tables import comparison_table, final_rows, legend, summarize, to_html, to_markdown
+from ganbench.tables import comparison_tables, final_rows, legend_lines, summarize, to_html, to_markdown
 
 LOSSES = ["d_loss", "g_loss"]
 
@@ -87,11 +87,12 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("p", f"Results folder {Path(out).name}: {final['run_id'].nunique()} runs of "
                f"{final.groupby(['dataset', 'label']).ngroups} settings. Generated "
                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by ganbench {ganbench.__version__}.")
-    table = comparison_table(df, baseline)
+    tables = comparison_tables(df, baseline)
     colors = _colors(final)
     r.add("h2", "Comparison")
-    r.add("table", table=table)
-    for line in legend(table) + [f"Note: {n}" for n in table.attrs["notes"]]:
+    for table in tables:
+        r.add("table", table=table)
+    for line in legend_lines(tables):
         r.add("p", line)
     r.add("h3", "Per metric: mean, 95% interval and rank")
     r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "

@@ -257,7 +257,8 @@ def _test_cell(r) -> str:
         return "baseline"
     if math.isnan(r["p"]):
         return "—"
-    return f"p={r['p']:.2g} g={r['g']:+.2f} P={r['p_improve']:.2f}"
+    g = "—" if math.isnan(r["g"]) else f"{r['g']:+.2f}"  # no spread on either side: no effect size
+    return f"p={r['p']:.2g} g={g} P={r['p_improve']:.2f}"
 
 
 def _run_columns(final: pd.DataFrame) -> pd.DataFrame:
@@ -281,8 +282,9 @@ def _gap_metrics(final: pd.DataFrame) -> list[str]:
     return [m for m in dict.fromkeys(final["stability.metric"].dropna())]
 
 
-def legend(table: pd.DataFrame) -> list[str]:
-    """Lines explaining the columns of ``comparison_table``'s result."""
+def legend(table: pd.DataFrame, gap_metrics: list[str] | None = None) -> list[str]:
+    """Lines explaining the columns of ``comparison_table``'s result (``gap_metrics``: those the
+    best−final column follows, when several tables share one legend)."""
     lines = ["mean ± std over seeds; diverged: how many of the n seeds diverged (they have no value)"]
     base = table.attrs.get("baseline")
     if base:
@@ -291,7 +293,7 @@ def legend(table: pd.DataFrame) -> list[str]:
                      "p two-sided; g Hedges' g (positive: better); "
                      "P probability that a seed beats a seed of the baseline")
     if "best−final" in table.columns:
-        gap = ", ".join(table.attrs.get("gap_metrics", [])) or "the first metric"
+        gap = ", ".join(gap_metrics or table.attrs.get("gap_metrics", [])) or "the first metric"
         lines.append(f"best−final: how much worse the final value of {gap} is than the run's best evaluation "
                      "(mean over seeds)")
     if "img/s" in table.columns:
@@ -351,14 +353,57 @@ def render(df: pd.DataFrame, fmt: str = "md", baseline: str | None = None, metri
         raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
     if fmt == "csv":
         return long_table(df, baseline, metrics, test).to_csv(index=False).rstrip("\n")
-    table = comparison_table(df, baseline, metrics, test)
-    notes = [f"Note: {n}" for n in table.attrs["notes"]]
+    tables = comparison_tables(df, baseline, metrics, test)
+    lines = legend_lines(tables)
     if fmt == "md":
-        return "\n".join([to_markdown(table), "", *legend(table), *notes])
+        return "\n\n".join(to_markdown(t) for t in tables) + "\n\n" + "\n".join(lines)
     if fmt == "latex":
-        return "\n".join([to_latex(table), *(f"% {line}" for line in legend(table) + notes)])
-    text = "\n".join(f"<p>{html.escape(line)}</p>" for line in legend(table) + notes)
-    return to_html(table) + "\n" + text
+        return "\n\n".join(to_latex(t) for t in tables) + "\n" + "\n".join(f"% {line}" for line in lines)
+    return "\n".join(to_html(t) for t in tables) + "\n" + "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
+
+def comparison_tables(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
+                      test: str = "welch") -> list[pd.DataFrame]:
+    """``comparison_table`` of each block of datasets that share their metrics (see ``blocks``).
+
+    ``baseline`` and ``metrics`` are checked against the whole folder; a block is tested against
+    the baseline where the baseline has runs, and shows those of ``metrics`` it has."""
+    if baseline or metrics:
+        comparison_table(df, baseline, metrics, test)  # unknown or ambiguous names: one error
+    out = []
+    for part in blocks(df):
+        names = set(part["metric"])
+        mine = [m for m in metrics if m in names] if metrics else None
+        if metrics and not mine:
+            continue
+        base = baseline if baseline and _has_setting(part, baseline) else None
+        out.append(comparison_table(part, base, mine, test))
+    return out
+
+
+def legend_lines(tables: list[pd.DataFrame]) -> list[str]:
+    """The legends and notes of several tables, each line once."""
+    gaps = list(dict.fromkeys(m for t in tables for m in t.attrs.get("gap_metrics", [])))
+    lines = list(dict.fromkeys(line for t in tables for line in legend(t, gaps)))
+    return lines + list(dict.fromkeys(f"Note: {n}" for t in tables for n in t.attrs["notes"]))
+
+
+def _has_setting(df: pd.DataFrame, name: str) -> bool:
+    return bool((df["label"] == name).any() or (df["model"] == name).any())
+
+
+def blocks(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """``df`` split by dataset into groups that share the same metrics (e.g. the 2-D datasets and
+    the image datasets), in order of first appearance: one table each instead of one wide table of
+    empty cells. A baseline or metric that a block lacks is looked for in the whole folder only."""
+    final = final_rows(df)
+    if final.empty:
+        return [df]
+    metric_sets = final.groupby("dataset", sort=False)["metric"].agg(lambda m: tuple(sorted(set(m))))
+    groups: dict[tuple, list[str]] = {}
+    for dataset, names in metric_sets.items():
+        groups.setdefault(names, []).append(dataset)
+    return [df[df["dataset"].isin(datasets)] for datasets in groups.values()]
 
 
 def long_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,

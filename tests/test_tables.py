@@ -155,3 +155,17 @@ def test_formats_escape_user_labels():
     assert r"a&b <i>_x\|y" in md and "kl vs baseline" in md and "Welch's t-test over seeds against base" in md
     csv = render(df, "csv", baseline="base")
     assert csv.splitlines()[0].endswith("rank,is_baseline,p,g,p_improve")
+
+
+def test_datasets_with_other_metrics_get_their_own_table():
+    ring = _rows()
+    image = pd.DataFrame([{**ring.iloc[0].to_dict(), "dataset": "digits", "label": "dcgan", "model": "dcgan",
+                           "run_id": f"dcgan{s}", "seed": s, "metric": "fid_domain", "value": v,
+                           "higher_is_better": False} for s, v in enumerate([100.0, 120.0])])
+    text = render(pd.concat([ring, image], ignore_index=True), "md", baseline="ns", metrics=["modes", "fid_domain"])
+    first, second = text.split("\n\n")[:2]
+    assert "modes ↑" in first and "fid_domain" not in first and "modes vs baseline" in first
+    assert "fid_domain ↓" in second and "modes" not in second and "vs baseline" not in second
+    assert "| digits  | dcgan   | 2 | 0        | 110 ± 14" in second  # mean 110, sample std 14.1
+    with pytest.raises(UserError, match="--baseline: no setting 'nope'"):
+        render(pd.concat([ring, image]), "md", baseline="nope")
