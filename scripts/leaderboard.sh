@@ -69,6 +69,9 @@ for i, spec in enumerate(sys.argv[2:]):
     page = out / ("leaderboard.html" if i == 0 else f"leaderboard-{suite.name}.html")
     write_report(Path(folder), page, title=f"ganbench leaderboard: suite {suite.name}", notes=[scale], rows=df)
     print(f"wrote {page}")
+if not any(Path(spec.split("=", 1)[0]).stem == "toy" for spec in sys.argv[2:]):
+    md += ["The toy suite (the 2-D benchmark at published scale: 25,000 steps, 10 seeds; many hours on a",
+           "2-core CPU) is not part of this leaderboard; `scripts/leaderboard.sh --toy` adds it.", ""]
 atomic_write_text(out / "leaderboard.md", "\n".join(md))
 atomic_write_text(out / "leaderboard.csv", pd.concat(csv).to_csv(index=False))
 for name in ("leaderboard.md", "leaderboard.csv"):
