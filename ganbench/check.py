@@ -30,15 +30,31 @@ KEYS = ["dataset", "label", "metric", "protocol_id"]
 
 def baseline_from(df: pd.DataFrame) -> dict:
     """A baseline document from result rows: one entry per setting x metric x protocol."""
-    s = summarize(df)
+    s = _summary(df, "the results")
     entries = [{k: r[k] for k in KEYS} | {"higher_is_better": bool(r["higher_is_better"]),
-               "mean": _num(r["mean"]), "std": _num(r["std"]), "n": int(r["n"])}
+               "mean": _num(r["mean"]), "std": _num(r["std"]), "n": int(r["n"]), "diverged": int(r["diverged"])}
                for _, r in s.iterrows()]
     return {"format": 1, "entries": entries}
 
 
+def _summary(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``summarize``, refusing a label that stands for several configurations (their values would be
+    compared with each other's)."""
+    s = summarize(df)
+    twice = s[s.duplicated(KEYS, keep=False)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise UserError(f"{what}: label {r['label']!r} on {r['dataset']} stands for several configurations; "
+                        "give each its own label")
+    return s
+
+
 def write_baseline(df: pd.DataFrame, path: Path) -> None:
-    atomic_write_json(Path(path), baseline_from(df))
+    doc = baseline_from(df)
+    try:
+        atomic_write_json(Path(path), doc)
+    except OSError as e:
+        raise UserError(f"cannot write baseline {path}: {e.strerror or e}") from None
 
 
 REQUIRED = KEYS + ["higher_is_better", "mean", "std", "n"]
@@ -61,12 +77,29 @@ def load_baseline(path: Path) -> pd.DataFrame:
     if entries.empty or missing:
         raise UserError(f"baseline {path} has no entries" if entries.empty else
                         f"baseline {path}: entries lack {', '.join(missing)}")
+    if "diverged" not in entries.columns:
+        entries["diverged"] = 0
+    for i, e in enumerate(doc["entries"]):
+        number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
+        count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+        if not (number(e["mean"]) and number(e["std"]) and count(e["n"]) and e["n"] >= 1
+                and count(e.get("diverged", 0)) and e.get("diverged", 0) <= e["n"]
+                and isinstance(e["higher_is_better"], bool)):
+            raise UserError(f"baseline {path}: entry {i} is malformed (mean and std numbers or null, n a count >= 1, "
+                            "diverged a count <= n, higher_is_better true or false)")
+    if entries.duplicated(KEYS).any():
+        raise UserError(f"baseline {path}: an entry appears twice (same dataset, label, metric and protocol)")
     return entries
 
 
 def compare(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0, floor: float = 1e-3) -> pd.DataFrame:
-    """Verdict per setting x metric: ok, regressed; raises UserError when nothing is comparable."""
-    new = summarize(df)
+    """Verdict per setting x metric: ok, regressed; raises UserError when nothing is comparable.
+
+    The means and spreads are over the seeds that finished; a larger share of diverged (or failed)
+    seeds than the baseline's is a regression by itself."""
+    if not (math.isfinite(k) and k > 0):
+        raise UserError(f"k must be a number > 0, got {k}")
+    new = _summary(df, "the results")
     both = new.merge(baseline, on=KEYS, suffixes=("", "_b"))
     _check_protocols(new, baseline)
     if both.empty:
@@ -75,11 +108,16 @@ def compare(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0, floor: flo
     for _, r in both.iterrows():
         sign = 1.0 if r["higher_is_better_b"] else -1.0
         s_b = r["std_b"] if r["std_b"] is not None and not pd.isna(r["std_b"]) else 0.0
-        tol = max(k * s_b * math.sqrt(1 / r["n_b"] + 1 / max(r["n"], 1)), floor)
-        worse = sign * (r["mean_b"] - r["mean"])  # > 0: the new runs are worse
-        bad = pd.isna(r["mean"]) or worse > tol
+        ok_b, ok = max(r["n_b"] - r["diverged_b"], 1), r["n"] - r["diverged"]  # seeds with a value
+        tol = max(k * s_b * math.sqrt(1 / ok_b + 1 / max(ok, 1)), floor)
+        worse = sign * (r["mean_b"] - r["mean"]) if r["mean_b"] is not None else math.nan  # > 0: worse
+        more_diverged = r["diverged"] / r["n"] > r["diverged_b"] / r["n_b"]
+        bad = pd.isna(r["mean"]) or worse > tol or more_diverged
+        verdict = "REGRESSED" if bad else "ok"
+        if more_diverged:
+            verdict += f" (diverged {r['diverged']}/{r['n']}, baseline {r['diverged_b']}/{r['n_b']})"
         out.append({**{c: r[c] for c in KEYS}, "baseline": r["mean_b"], "new": r["mean"],
-                    "worse_by": worse, "tolerance": tol, "verdict": "REGRESSED" if bad else "ok"})
+                    "worse_by": worse, "tolerance": tol, "verdict": verdict})
     return pd.DataFrame(out)
 
 

@@ -226,8 +226,8 @@ def cmd_check(args) -> int:
     from ganbench.check import compare, load_baseline, not_compared, verdict_text, write_baseline
     from ganbench.store import load_results
 
-    if args.k <= 0:
-        raise UserError(f"--k must be > 0, got {args.k}")
+    if not (args.k > 0 and args.k != float("inf")):  # also refuses nan
+        raise UserError(f"--k must be a number > 0, got {args.k}")
     df = load_results(Path(args.dir))
     if args.update:
         write_baseline(df, Path(args.update))

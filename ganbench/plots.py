@@ -70,8 +70,8 @@ def curves_figure(curves: dict, title: str, ylabels: list[str], colors: dict):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=11)
+    _no_math(fig)  # before the layout, which draws (and would parse) every text
     fig.tight_layout()
-    _no_math(fig)
     return fig
 
 
@@ -90,8 +90,8 @@ def bars_figure(summary, title: str, colors: dict):
         ax.set_title(col, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=11)
+    _no_math(fig)  # before the layout, which draws (and would parse) every text
     fig.tight_layout()
-    _no_math(fig)
     return fig
 
 

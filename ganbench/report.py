@@ -12,7 +12,6 @@ import base64
 import html
 import io
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,19 +56,14 @@ def write_report(out: Path, path: Path, fmt: str | None = None, baseline: str | 
     if Path(path).is_dir():
         raise UserError(f"-o {path} is a folder; give a file name")
     report = build_report(out, baseline, title, notes, rows)
-    if fmt == "html":
-        atomic_write_text(Path(path), render_html(report))
-    else:
-        atomic_write_text(Path(path), render_markdown(report, Path(path)))
-    _readable(Path(path))
+    try:
+        if fmt == "html":
+            atomic_write_text(Path(path), render_html(report))
+        else:
+            atomic_write_text(Path(path), render_markdown(report, Path(path)))
+    except OSError as e:
+        raise UserError(f"cannot write report {path}: {e.strerror or e}") from None
     return Path(path)
-
-
-def _readable(path: Path) -> None:
-    """Atomic writes create private files; a report is for reading: the usual mode under the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
 
 
 def build_report(out: Path, baseline: str | None = None, title: str = "ganbench report",
@@ -96,7 +90,7 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
         r.add("p", line)
     r.add("h3", "Per metric: mean, 95% interval and rank")
     r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "
-               "interval lies entirely on the better side of this one's (overlapping intervals share a rank).")
+               "interval lies entirely on the better side of this one's (overlapping intervals are never ordered by each other).")
     r.add("table", table=_detail(summarize(df)))
     _bars(r, summarize(df), colors)
     _curves(r, df, Path(out), colors)
@@ -353,8 +347,7 @@ def render_markdown(report: Report, path: Path) -> str:
             parts += [to_markdown(b.table, escape_html=True), ""]
         elif b.kind == "img":
             atomic_write_bytes(folder / f"{b.name}.png", b.png)
-            _readable(folder / f"{b.name}.png")
-            parts += [f"![{e(b.text)}]({folder.name}/{b.name}.png)", "", f"*{_md_text(b.text)}*", ""]
+            parts += [f"![{_md_text(b.text)}]({folder.name}/{b.name}.png)", "", f"*{_md_text(b.text)}*", ""]
     return "\n".join(parts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import warnings
 
 import numpy as np
@@ -84,9 +85,12 @@ def welch(x, y) -> dict:
     y = np.asarray(pd.Series(y, dtype=float).dropna())
     if len(x) < 2 or len(y) < 2:
         return {"t": math.nan, "p": math.nan, "g": math.nan, "p_improve": math.nan}
-    with warnings.catch_warnings():  # identical values (e.g. every seed found all modes) are fine
-        warnings.simplefilter("ignore", RuntimeWarning)
-        t, p = stats.ttest_ind(x, y, equal_var=False)
+    if x.var() == 0 and y.var() == 0:  # no spread on either side (e.g. every seed found 8 modes): no t
+        t, p = math.nan, (1.0 if x[0] == y[0] else math.nan)
+    else:
+        with warnings.catch_warnings():  # one side without spread is fine (scipy warns of cancellation)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t, p = stats.ttest_ind(x, y, equal_var=False)
     pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
     d = (x.mean() - y.mean()) / pooled if pooled > 0 else math.nan
     g = d * (1 - 3 / (4 * (len(x) + len(y)) - 9))  # Hedges' small-sample correction
@@ -115,8 +119,8 @@ def mannwhitney(x, y) -> dict:
     out = welch(x, y)
     x = pd.Series(x, dtype=float).dropna()
     y = pd.Series(y, dtype=float).dropna()
-    if len(x) and len(y) and not math.isnan(out["p"]):
-        out["p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    if len(x) >= 2 and len(y) >= 2:  # exact, also with ties (integer metrics such as modes tie often)
+        out["p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
     return out
 
 
@@ -302,8 +306,13 @@ def legend(table: pd.DataFrame, gap_metrics: list[str] | None = None) -> list[st
 
 
 def to_markdown(table: pd.DataFrame, escape_html: bool = False) -> str:
-    """A pipe table; ``|`` in cells is escaped, and with ``escape_html`` also <, >, & and quotes."""
-    esc = (lambda v: html.escape(str(v)).replace("|", "\\|")) if escape_html else (lambda v: str(v).replace("|", "\\|"))
+    """A pipe table; ``|`` in cells is escaped. With ``escape_html`` (Markdown that a renderer turns
+    into HTML) also <, >, & and quotes, Markdown's markup characters and line breaks."""
+    def esc(v) -> str:
+        text = " ".join(str(v).splitlines())
+        if escape_html:
+            return re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text))
+        return text.replace("|", "\\|")
     cols = [esc(c) for c in table.columns]
     cells = [[esc(v) for v in row] for row in table.itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(cols)]
@@ -411,6 +420,9 @@ def long_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str]
     """``summarize`` restricted to ``metrics``, with the tests against ``baseline`` when given."""
     s = summarize(df)
     if metrics:
+        unknown = [m for m in metrics if m not in set(s["metric"])]
+        if unknown:
+            raise UserError(f"--metric: no results for metric {suggest(unknown[0], set(s['metric']))}")
         s = s[s["metric"].isin(metrics)]
     if baseline:
         s, _ = significance(s, final_rows(df), resolve_baseline(s, baseline), test)

@@ -29,6 +29,40 @@ def test_check_verdicts(tmp_path):
         compare(_rows([0.8, 0.8], protocol="p2"), base)
 
 
+def test_diverged_seeds_and_duplicate_labels_and_bad_k(tmp_path):
+    path = tmp_path / "base.json"
+    write_baseline(_rows([0.80, 0.82, 0.84]), path)
+    base = load_baseline(path)
+    assert base.loc[0, "diverged"] == 0
+    new = _rows([0.83, 0.0, 0.0])
+    new.loc[1:, "status"], new.loc[1:, "value"] = "diverged", None  # one finished seed, two diverged
+    v = compare(new, base)
+    assert v.loc[0, "verdict"] == "REGRESSED (diverged 2/3, baseline 0/3)"
+    assert v.loc[0, "tolerance"] == pytest.approx(3 * 0.02 * (1 / 3 + 1 / 1) ** 0.5)  # n = 1 finished seed
+    two = pd.concat([_rows([0.8, 0.8]), _rows([0.2, 0.2]).assign(group_id="other", run_id=lambda d: d.run_id + "x")])
+    with pytest.raises(UserError, match="label 'ns' on ring8 stands for several configurations"):
+        write_baseline(two, tmp_path / "two.json")
+    with pytest.raises(UserError, match="several configurations"):
+        compare(two, base)
+    for k in (float("nan"), 0.0, -1.0):
+        with pytest.raises(UserError, match="k must be a number > 0"):
+            compare(_rows([0.8, 0.8]), base, k=k)
+
+
+@pytest.mark.parametrize("field, value", [("n", 0), ("n", None), ("mean", "0.16"), ("higher_is_better", 1),
+                                          ("diverged", 5)])
+def test_malformed_baseline_entries_are_user_errors(tmp_path, field, value):
+    import json
+
+    path = tmp_path / "base.json"
+    write_baseline(_rows([0.80, 0.82, 0.84]), path)
+    doc = json.loads(path.read_text())
+    doc["entries"][0][field] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="entry 0 is malformed"):
+        load_baseline(path)
+
+
 def test_bad_baseline_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_baseline(tmp_path / "missing.json")

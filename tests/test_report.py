@@ -85,3 +85,15 @@ def test_report_errors(results, tmp_path):
         write_report(tmp_path / "absent", tmp_path / "r.html")
     with pytest.raises(UserError, match="unknown report format"):
         write_report(results, tmp_path / "r.html", fmt="pdf")
+
+
+def test_labels_with_dollar_signs_are_plain_text(tmp_path):
+    """A `$` in a setting's name must not start matplotlib's mathtext (which fails on `\\badcmd`)."""
+    from ganbench.plots import bars_figure, curves_figure
+
+    name = r"$\badcmd$ a_b"
+    summary = pd.DataFrame({"setting": [name, "other"], "column": ["kl ↓"] * 2, "mean": [0.5, 0.7], "ci95": [0.1, 0.2]})
+    curve = pd.DataFrame({"step": [1, 2], "mean": [1.0, 0.5], "low": [0.9, 0.4], "high": [1.1, 0.6]})
+    for i, fig in enumerate([bars_figure(summary, name, {}), curves_figure({"kl": {name: curve}}, name, ["kl"], {})]):
+        fig.savefig(tmp_path / f"{i}.png")
+        assert (tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG")

@@ -169,3 +169,18 @@ def test_datasets_with_other_metrics_get_their_own_table():
     assert "| digits  | dcgan   | 2 | 0        | 110 ± 14" in second  # mean 110, sample std 14.1
     with pytest.raises(UserError, match="--baseline: no setting 'nope'"):
         render(pd.concat([ring, image]), "md", baseline="nope")
+
+
+def test_exact_mann_whitney_with_ties_and_welch_without_spread():
+    from ganbench.tables import mannwhitney, welch
+
+    # 2 vs 2 seeds: the smallest exact two-sided p is 2/C(4,2) = 1/3, ties or not
+    assert mannwhitney([7, 7], [8, 8])["p"] == pytest.approx(1 / 3)
+    assert mannwhitney([8, 8, 7], [6, 6, 6])["p"] == pytest.approx(0.1)  # 2/C(6,3)
+    assert math.isnan(welch([7, 7], [8, 8])["p"])  # no spread on either side: no t-test
+    assert welch([8, 8], [8, 8])["p"] == 1.0
+
+
+def test_csv_with_an_unknown_metric_is_an_error():
+    with pytest.raises(UserError, match="--metric: no results for metric 'mods'"):
+        render(_rows(), "csv", metrics=["mods"])
