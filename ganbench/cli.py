@@ -154,7 +154,12 @@ def cmd_run(args) -> int:
         if executor.parallel or args.resume:
             raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
                             "are not available")
+        distributed.check_suite(suite)
         device = distributed.init(device)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         if not distributed.is_main():  # rank 0 writes the results; the others write to a scratch folder
             with tempfile.TemporaryDirectory(prefix=f"ganbench-rank{distributed.rank()}-") as scratch:
                 set_deterministic(device)

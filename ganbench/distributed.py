@@ -46,6 +46,27 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+def check_suite(suite) -> None:
+    """Refuse, before any work, the settings whose data-parallel run would not be the
+    single-process run under the same run id: batch norm normalises over each rank's slice of the
+    batch (and keeps per-rank running statistics), and the gradient penalty's interpolation weights
+    are drawn per slice from the shared noise stream."""
+    from ganbench.data import DATASETS
+    from ganbench.losses import LOSSES
+    from ganbench.models import MODELS
+
+    for label, cfg in suite.settings:
+        if LOSSES[cfg.loss].penalty:
+            raise UserError(f"{label}: loss {cfg.loss!r} (gradient penalty) cannot run data-parallel under torchrun "
+                            "yet; run it in one process")
+        dataset = DATASETS[cfg.dataset](cfg)  # outside the meta device: datasets are loaded once and kept
+        with torch.device("meta"):
+            nets = MODELS[cfg.model](cfg, dataset)
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for net in nets for m in net.modules()):
+            raise UserError(f"{label}: model {cfg.model!r} uses batch norm, which cannot run data-parallel under "
+                            "torchrun yet; run it in one process")
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

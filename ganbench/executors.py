@@ -73,7 +73,10 @@ def check_models(cfg: RunConfig, dataset) -> None:
         _probe(cfg, dataset, torch.device("meta"))
     except UserError:
         raise
-    except Exception:
+    except Exception as meta_error:
+        if _parameters_on_meta(cfg, dataset) > CPU_PROBE_LIMIT:  # too big to try for real: report as is
+            text = str(meta_error).strip().splitlines()[0] if str(meta_error).strip() else ""
+            raise UserError(f"{where}: the model fails on this data ({type(meta_error).__name__}: {text})") from None
         try:
             with torch.random.fork_rng(devices=[]):  # the probe leaves the global generator alone
                 _probe(cfg, dataset, torch.device("cpu"))
@@ -82,6 +85,19 @@ def check_models(cfg: RunConfig, dataset) -> None:
         except Exception as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise UserError(f"{where}: the model fails on this data ({type(e).__name__}: {text})") from None
+
+
+CPU_PROBE_LIMIT = 50_000_000  # parameters; larger models are only probed on the meta device
+
+
+def _parameters_on_meta(cfg: RunConfig, dataset) -> int:
+    """Parameters of the setting's two networks, counted without allocating them (0 if they cannot be built)."""
+    try:
+        with torch.device("meta"):
+            g, d = MODELS[cfg.model](cfg, dataset)
+        return sum(p.numel() for m in (g, d) for p in m.parameters())
+    except Exception:  # noqa: BLE001 - the probe's own error is what gets reported
+        return 0
 
 
 def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
@@ -257,6 +273,8 @@ def run_guarded(label: str, cfg: RunConfig, suite: str, out: Path, device: torch
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any bug in a model or plug-in fails this run only
+        if distributed.active():  # the other ranks are inside this run's collectives: stop them all
+            raise
         return failed(label, cfg, suite, device, one_line(e))
 
 

@@ -8,10 +8,15 @@ worker that dies takes no half-written row with it. Workers still write each run
 files also travel back with the rows and the driver writes the ones it does not already have,
 so ``OUT/runs/`` is complete on the driver's machine even when the workers' disks are not shared.
 
-Same rows on every executor: a run is a pure function of its config. Each worker is started
-with the 'spawn' method (no forked torch state), re-imports the plug-ins, switches on
-deterministic algorithms and sets its torch thread count; runs draw every random number from
-generators seeded by their own config.
+Same rows on every executor, given the same torch thread count (``--threads T``; the defaults
+differ: all cores when sequential, cores / N with ``--jobs N``, one per Ray task, and on the CPU
+convolutions round differently with another count): a run is a pure function of its config and
+its thread count. Each worker is started with the 'spawn' method (no forked torch state),
+re-imports the plug-ins, switches on deterministic algorithms and sets its thread counts; runs
+draw every random number from generators seeded by their own config.
+
+Checkpoints of a failed run stay where the run ran: on a Ray cluster without a shared ``OUT``,
+``--resume`` continues it only from that node's disk; elsewhere it starts again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -114,7 +120,8 @@ def execute(job: Job) -> tuple[str, object, dict[str, bytes]]:
                         checkpoint_every=job.checkpoint_every, tensorboard=job.tensorboard)
     except UserError as e:
         return "user", str(e), {}
-    return "done", o, (_run_files(Path(job.out), cfg.run_id) if job.collect else {})
+    collect = job.collect and (Path(job.out) / "runs" / cfg.run_id).is_dir()  # a run may fail before its folder
+    return "done", o, (_run_files(Path(job.out), cfg.run_id) if collect else {})
 
 
 def blas_threads() -> int:
@@ -179,21 +186,48 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
         yield from _ray(todo, job, outcome, failed, one_line, suite, device, ex)
         return
     threads = ex.threads or max(1, _cores() // ex.jobs)
-    pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=mp.get_context("spawn"))
+    spawn = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=spawn)
+    pending: dict = {}
+    solo: list = []  # runs to try again, one at a time, after a worker died
+    broken = False
+
+    def submit(label, cfg):
+        pending[pool.submit(execute, job(label, cfg, str(device), threads, False))] = (label, cfg, not broken_once)
+
+    broken_once = False
     try:
-        pending = {pool.submit(execute, job(label, cfg, str(device), threads, False)): (label, cfg)
-                   for label, cfg in todo}
-        while pending:
+        for label, cfg in todo:
+            submit(label, cfg)
+        while pending or solo:
+            if not pending:  # a worker died earlier: the runs it took down go one by one in a fresh process
+                if broken:
+                    pool.shutdown(wait=True)
+                    pool, broken = ProcessPoolExecutor(max_workers=1, mp_context=spawn), False
+                submit(*solo.pop(0))
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                label, cfg = pending.pop(fut)
+                label, cfg, first_try = pending.pop(fut)
                 try:
                     result = fut.result()
-                except Exception as e:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                except BrokenProcessPool as e:
+                    # A worker died (killed, out of memory, os._exit) and took the pool down with every
+                    # run not finished. Those are tried again alone; a run that kills its worker when
+                    # it runs alone is recorded as failed.
+                    broken = broken_once = True
+                    if first_try:
+                        solo.append((label, cfg))
+                        continue
+                    result = ("done", failed(label, cfg, suite, device, f"worker died: {one_line(e)}"), {})
+                except Exception as e:  # noqa: BLE001 - the job could not be sent or its result returned
                     result = ("done", failed(label, cfg, suite, device, f"worker died: {one_line(e)}"), {})
                 yield outcome(label, cfg, result)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # a mistake in a run (UserError), Ctrl-C, or the caller stopped: stop the workers now
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _cores() -> int:
@@ -216,6 +250,7 @@ def start_ray(address: str | None = None) -> bool:
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     try:
         if address:
+            _reachable(address)
             ray.init(address=address, **quiet)
         else:
             # Ray starts its workers at niceness 15; a private Ray's runs get the priority a
@@ -229,6 +264,20 @@ def start_ray(address: str | None = None) -> bool:
     return True
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A cluster address that does not answer is a one-line error at once (Ray itself retries for
+    minutes). ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
+
+
 def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> Iterator:
     ray = require_ray()
     started = start_ray(ex.ray_address)
@@ -240,6 +289,9 @@ def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> I
         task = ray.remote(max_retries=0)(execute)
         # A GPU task sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
         threads = ex.threads or 1
+        widest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if threads > widest:  # such a task could never be scheduled: Ray would wait forever
+            raise UserError(f"--threads {threads}: no node of the Ray cluster has that many CPUs (largest: {widest:g})")
         opts = dict(num_gpus=1, num_cpus=threads) if gpus else dict(num_cpus=threads)
         for label, cfg in todo:
             ref = task.options(**opts).remote(job(label, cfg, "cuda" if gpus else "cpu", threads, True))

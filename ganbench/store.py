@@ -16,9 +16,9 @@ import functools
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -34,17 +34,14 @@ except ImportError:  # pragma: no cover - Windows: appends rely on O_APPEND alon
     fcntl = None
 
 RESULTS = "results.jsonl"
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: the process's umask, for files made by mkstemp
 SCHEMA = 1
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -53,6 +50,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         with_suppressed(os.unlink, tmp)
         raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, with the mode ``open()`` would give it (0666 minus the
+    umask, applied by the kernel; ``mkstemp`` would make it 0600)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -122,3 +123,23 @@ def test_torchrun_cli_writes_rows_once_from_rank_0(tmp_path):
     assert [r["metric"] for r in rows] == ["modes", "hq", "kl"]  # one run, written once
     assert all(r["status"] == "ok" and r["final"] and r["config"]["steps"] == 20 for r in rows)
     assert np.isfinite([r["value"] for r in rows]).all()
+
+
+def test_settings_that_would_differ_data_parallel_are_refused():
+    """Batch norm (per-rank batch statistics) and the gradient penalty (per-slice interpolation
+    weights) would make a torchrun run differ from the single-process run of the same run id."""
+    from ganbench.config import suite_from_dict
+    from ganbench.distributed import check_suite
+    from ganbench.errors import UserError
+
+    def suite(**setting):
+        return suite_from_dict({"name": "t", "settings": [{"label": "x", **setting}]}, "t.toml", {}, [0])
+
+    check_suite(suite(model="mlp", loss="ns", dataset="ring8"))  # what data parallelism computes exactly
+    check_suite(suite(model="mlp", loss="hinge", dataset="ring8", spectral_norm=True))
+    with pytest.raises(UserError, match="x: model .sngan. uses batch norm"):  # in its generator
+        check_suite(suite(model="sngan", loss="hinge", dataset="digits", width=8))
+    with pytest.raises(UserError, match="x: loss 'wgan-gp' .gradient penalty. cannot run data-parallel"):
+        check_suite(suite(model="mlp", loss="wgan-gp", dataset="ring8"))
+    with pytest.raises(UserError, match="x: model 'dcgan' uses batch norm"):
+        check_suite(suite(model="dcgan", loss="ns", dataset="digits", width=8))

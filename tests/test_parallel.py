@@ -193,3 +193,48 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "pip install 'ganbench[ray]'" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_impossible_ray_tasks_and_unreachable_clusters_are_one_line(ray_session, tmp_path, capsys):
+    from ganbench.errors import UserError
+    from ganbench.parallel import _reachable
+
+    out = tmp_path / "res"
+    argv = ["run", "--model", "mlp", "--executor", "ray", "--threads", "64", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2  # a task that needs 64 CPUs would wait forever for a node
+    err = capsys.readouterr().err
+    assert "--threads 64: no node of the Ray cluster has that many CPUs" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(UserError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        _reachable("127.0.0.1:1")  # nothing listens on port 1: refused at once, not retried for minutes
+
+
+DYING = '''
+import os
+
+from ganbench.models import MODELS
+from ganbench.models.mlp import mlp
+
+
+@MODELS.register("dying")
+def dying(cfg, dataset):
+    """an MLP whose process exits while the model is built for seed 1"""
+    if cfg.seed == 1:
+        os._exit(3)
+    return mlp(cfg, dataset)
+'''
+
+
+def test_a_worker_that_dies_fails_its_own_run_only(tmp_path, capsys):
+    """A dead worker takes the whole process pool down; the runs it took with it are tried again
+    alone, so only the run that kills its worker is recorded as failed."""
+    plugin = tmp_path / "dying_plugin.py"
+    plugin.write_text(DYING)
+    out = tmp_path / "res"
+    code = main(["run", "--model", "dying", "--loss", "ns", "--dataset", "ring8", "--seeds", "0,1,2",
+                 "--set", "steps=20", "--set", "width=16", "--set", "batch_size=32", "--plugin", str(plugin),
+                 "--out", str(out), "--no-progress", "--jobs", "2"])
+    assert code == 1
+    rows = load_rows(out)
+    status = {r["seed"]: r["status"] for r in rows if r["final"] or r["status"] == "failed"}
+    assert status == {0: "ok", 1: "failed", 2: "ok"}
+    assert all("worker died" in r["reason"] for r in rows if r["status"] == "failed")
