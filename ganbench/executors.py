@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ganbench import distributed
 from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
 from ganbench.config import RunConfig, Suite, config_diff, digest
-from ganbench.errors import UserError
+from ganbench.errors import UserError, one_line
 from ganbench.data import DATASETS
 from ganbench.evaluate import (NonFiniteSamples, compute_metrics, generate, preflight, protocol, protocol_id,
                                resolve_metrics)
@@ -75,16 +75,14 @@ def check_models(cfg: RunConfig, dataset) -> None:
         raise
     except Exception as meta_error:
         if _parameters_on_meta(cfg, dataset) > CPU_PROBE_LIMIT:  # too big to try for real: report as is
-            text = str(meta_error).strip().splitlines()[0] if str(meta_error).strip() else ""
-            raise UserError(f"{where}: the model fails on this data ({type(meta_error).__name__}: {text})") from None
+            raise UserError(f"{where}: the model fails on this data ({one_line(meta_error)})") from None
         try:
             with torch.random.fork_rng(devices=[]):  # the probe leaves the global generator alone
                 _probe(cfg, dataset, torch.device("cpu"))
         except UserError:
             raise
         except Exception as e:
-            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise UserError(f"{where}: the model fails on this data ({type(e).__name__}: {text})") from None
+            raise UserError(f"{where}: the model fails on this data ({one_line(e)})") from None
 
 
 CPU_PROBE_LIMIT = 50_000_000  # parameters; larger models are only probed on the meta device
@@ -242,12 +240,6 @@ def record(out: Path, o: Outcome) -> None:
     if o.status != "failed":
         for name in (NAME, PREVIOUS):
             (Path(out) / "runs" / o.config.run_id / name).unlink(missing_ok=True)
-
-
-def one_line(e: BaseException) -> str:
-    """``RuntimeError: boom`` from an exception: its type and the first line of its message."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def failed(label: str, cfg: RunConfig, suite: str, device: torch.device, reason: str) -> Outcome:

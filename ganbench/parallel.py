@@ -34,7 +34,7 @@ import torch
 
 from ganbench.checkpoint import NAME, PREVIOUS
 from ganbench.config import RunConfig
-from ganbench.errors import UserError
+from ganbench.errors import UserError, one_line
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'ganbench[ray]'"
@@ -164,7 +164,7 @@ def _write_missing(out: Path, run_id: str, files: dict[str, bytes]) -> None:
 def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: torch.device, ex: Executor,
                  resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False) -> Iterator:
     """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
-    from ganbench.executors import failed, one_line
+    from ganbench.executors import failed
 
     out = Path(out).resolve()
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GANBENCH_")))
@@ -259,8 +259,7 @@ def start_ray(address: str | None = None) -> bool:
             ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                      num_cpus=_cores(), **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UserError(f"could not start or reach Ray{f' at {address}' if address else ''}: "
-                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        raise UserError(f"could not start or reach Ray{f' at {address}' if address else ''}: {one_line(e)}") from None
     return True
 
 

@@ -199,6 +199,16 @@ def protocol_notes(s: pd.DataFrame, final: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _select_metrics(s: pd.DataFrame, metrics: list[str] | None) -> pd.DataFrame:
+    """The summary rows of ``metrics`` (all without); a metric without results is a UserError."""
+    if not metrics:
+        return s
+    unknown = [m for m in metrics if m not in set(s["metric"])]
+    if unknown:
+        raise UserError(f"--metric: no results for metric {suggest(unknown[0], set(s['metric']))}")
+    return s[s["metric"].isin(metrics)]
+
+
 def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
                      test: str = "welch") -> pd.DataFrame:
     """Wide table for people: one row per setting (and protocol), one ``mean ± std`` column per
@@ -206,11 +216,7 @@ def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: lis
     throughput columns. ``table.attrs["notes"]`` lists the lines kept apart or untested, and why."""
     final = final_rows(df)
     s = summarize(df)
-    if metrics:
-        unknown = [m for m in metrics if m not in set(s["metric"])]
-        if unknown:
-            raise UserError(f"--metric: no results for metric {suggest(unknown[0], set(s['metric']))}")
-        s = s[s["metric"].isin(metrics)]
+    s = _select_metrics(s, metrics)
     notes = protocol_notes(s, final)
     base = resolve_baseline(s, baseline) if baseline else None
     if base:
@@ -419,11 +425,7 @@ def long_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str]
                test: str = "welch") -> pd.DataFrame:
     """``summarize`` restricted to ``metrics``, with the tests against ``baseline`` when given."""
     s = summarize(df)
-    if metrics:
-        unknown = [m for m in metrics if m not in set(s["metric"])]
-        if unknown:
-            raise UserError(f"--metric: no results for metric {suggest(unknown[0], set(s['metric']))}")
-        s = s[s["metric"].isin(metrics)]
+    s = _select_metrics(s, metrics)
     if baseline:
         s, _ = significance(s, final_rows(df), resolve_baseline(s, baseline), test)
     return s
