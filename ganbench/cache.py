@@ -3,6 +3,10 @@
 It lives outside the package, in ``$GANBENCH_CACHE`` or ``~/.cache/ganbench``. Entries are written
 atomically and named by the hash of everything that changes their value, so a stale entry can
 never be returned: changing any input changes the name. A corrupt entry is recomputed.
+
+Under torchrun, process 0 alone reads and writes the cache and tells the others what it found, so
+every process takes the same branch (a computation may be split over the processes and must then
+run on all of them) even while another process is writing the entry.
 """
 
 from __future__ import annotations
@@ -30,16 +34,29 @@ def cached_arrays(kind: str, doc: dict, compute: Callable[[], dict[str, np.ndarr
     """``compute()`` once per distinct ``doc``; later calls read ``cache_dir()/kind/<hash>.npz``."""
     from ganbench.store import atomic_write_bytes, atomic_write_json
 
+    from ganbench import distributed
+
     path = cache_dir() / kind / f"{key_of(doc)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
+    found = _read(path) if distributed.is_main() else None
+    found = distributed.broadcast_object(found)
+    if found is not None:
+        return found
     arrays = compute()
+    if not distributed.is_main():
+        return arrays
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
     atomic_write_json(path.with_suffix(".json"), doc)  # what the entry was computed from, for people
     return arrays
+
+
+def _read(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)
+        return None

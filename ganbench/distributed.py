@@ -8,8 +8,10 @@ CUDA, else gloo. Every rank builds the same networks from the run's seed and dra
 batch of data and latents from the run's generators, then trains on its own contiguous slice of it;
 gradients are averaged over the ranks before each optimiser step. With equal slices that average is
 the gradient of the full batch, so a run on N processes is the same computation as on one (up to the
-order of floating-point sums), and the config, run id and rows mean the same thing. Every rank
-evaluates the same generator with the same evaluation seed; only rank 0 writes the results folder.
+order of floating-point sums), and the config, run id and rows mean the same thing. Evaluation
+splits the feature extraction (the costly part) by batches over the ranks and gathers the features
+back in order (``map_batches``), so every rank computes the same metric values, bit for bit those of
+one process; only rank 0 writes the results folder.
 
 Outside a process group every function here is a no-op, so the training loop has one code path.
 """
@@ -127,6 +129,63 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def map_batches(fn, x: torch.Tensor, batch: int):
+    """``fn`` over ``x`` in batches of ``batch`` rows, the batches dealt out over the ranks; every rank
+    gets every batch's output, concatenated in order.
+
+    ``fn(chunk)`` returns a tensor, or a tuple or dict of tensors, with one row per input row. The
+    batches are the ones one process would use, so each output row is computed from the same
+    inputs by the same kernels and the result equals one process's bit for bit. Outside a group
+    this is ``fn`` over the batches, one after another.
+    """
+    chunks = x.split(batch)
+    if not chunks:
+        return fn(x)
+    if not active():
+        return _concat([fn(c) for c in chunks])
+    mine = {i: _to_cpu(fn(chunks[i])) for i in range(rank(), len(chunks), world_size())}
+    every: list = [None] * world_size()
+    dist.all_gather_object(every, mine)
+    merged = {i: out for part in every for i, out in part.items()}
+    return _concat([merged[i] for i in range(len(chunks))])
+
+
+def _to_cpu(out):
+    if isinstance(out, dict):
+        return {k: v.cpu() for k, v in out.items()}
+    if isinstance(out, tuple):
+        return tuple(v.cpu() for v in out)
+    return out.cpu()
+
+
+def _concat(outs: list):
+    first = outs[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([o[k] for o in outs]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)
+
+
+def main_then_share(fn):
+    """``fn()`` run by rank 0 alone, its (picklable) result sent to every rank: for work that must
+    happen once, such as training a classifier. Outside a group: ``fn()``."""
+    if not active():
+        return fn()
+    result, error = None, None
+    if is_main():
+        try:
+            result = fn()
+        except Exception as e:  # the other ranks must not wait forever for a result
+            error = e
+    result, message = broadcast_object((result, None if error is None else str(error)))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise UserError(f"on process 0: {message}")
+    return result
 
 
 def reduce_stats(stats):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ganbench import distributed
 from ganbench.cache import cached_arrays
 from ganbench.classifier import TrainedClassifier, get_classifier, tensor_digest
 from ganbench.errors import UserError
@@ -51,7 +52,8 @@ def _classifier(dataset) -> tuple[TrainedClassifier, tuple[torch.Tensor, torch.T
     if train[1] is None:
         raise UserError(f"dataset {dataset.name!r} has no labels: its classifier cannot be trained")
     num_classes = int(train[1].max()) + 1
-    return get_classifier(name, train, test, num_classes), test
+    # under torchrun: trained (or read from the cache) once, by process 0
+    return distributed.main_then_share(lambda: get_classifier(name, train, test, num_classes)), test
 
 
 def classifier_for(dataset) -> TrainedClassifier:
@@ -77,10 +79,18 @@ def _reference(dataset, clf: TrainedClassifier) -> dict[str, np.ndarray]:
            "split": split, "n": len(images), "data": tensor_digest(images, labels), "preprocessing": PREPROCESSING}
 
     def compute():
-        feats, _ = clf(images)
+        feats, _ = features_and_probs(clf, images)
         return {"features": feats.numpy(), "labels": labels.numpy()}
 
     return cached_arrays("reference", doc, compute)
+
+
+def features_and_probs(clf: TrainedClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``clf(images)``, under torchrun split by batches over the processes."""
+    return distributed.map_batches(clf, images, BATCH)
+
+
+BATCH = 500  # images per classifier call
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,7 +108,7 @@ def domain_features(samples: torch.Tensor, dataset) -> DomainFeatures:
         raise UserError(f"domain features need single-channel images (N, 1, H, W), got {tuple(samples.shape)}")
     clf = classifier_for(dataset)
     check_same_size(tuple(samples.shape[1:]), tuple(dataset.shape))
-    feats, probs = clf(samples)
+    feats, probs = features_and_probs(clf, samples)
     ref = _reference(dataset, clf)
     return DomainFeatures(feats.numpy(), probs.numpy(), ref["features"], ref["labels"], clf.num_classes,
                           dict(provenance(dataset)))
@@ -120,7 +130,7 @@ def stacked_labels(samples: torch.Tensor, dataset) -> StackedLabels:
         raise UserError(f"Stacked MNIST metrics need 3-channel images, got {tuple(samples.shape)}")
     check_same_size(tuple(samples.shape[1:]), tuple(dataset.shape))
     clf = classifier_for(dataset)
-    digits = [clf(samples[:, c : c + 1])[1].argmax(1) for c in range(3)]
+    digits = [features_and_probs(clf, samples[:, c : c + 1])[1].argmax(1) for c in range(3)]
     triples = (100 * digits[0] + 10 * digits[1] + digits[2]).numpy()
     return StackedLabels(triples, stacked_provenance(dataset))
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ganbench import distributed
 from ganbench.cache import cached_arrays
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
@@ -140,12 +141,19 @@ class InceptionFeatures:
                    disable=None if progress else True)
         for chunk in images.split(self.batch_size):
             bar.update(len(chunk))
-            with torch.inference_mode():
-                x = to_uint8(chunk).to(self.device).contiguous(memory_format=torch.channels_last)
-                out = self.net(x)
-                yield {k: v.float().cpu().clone() for k, v in zip(LAYERS, out)}
+            yield self._forward(chunk)
+
+    def _forward(self, chunk: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            x = to_uint8(chunk).to(self.device).contiguous(memory_format=torch.channels_last)
+            out = self.net(x)
+            return {k: v.float().cpu().clone() for k, v in zip(LAYERS, out)}
 
     def __call__(self, images: torch.Tensor, progress: bool = False) -> dict[str, torch.Tensor]:
+        """All features at once; under torchrun the batches are split over the processes and every
+        process gets all the features (the same numbers as one process)."""
+        if distributed.active():
+            return distributed.map_batches(self._forward, images, self.batch_size)
         parts = list(self.batches(images, progress))
         return {k: torch.cat([p[k] for p in parts]) for k in LAYERS}
 

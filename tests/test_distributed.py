@@ -143,3 +143,81 @@ def test_settings_that_would_differ_data_parallel_are_refused():
         check_suite(suite(model="mlp", loss="wgan-gp", dataset="ring8"))
     with pytest.raises(UserError, match="x: model 'dcgan' uses batch norm"):
         check_suite(suite(model="dcgan", loss="ns", dataset="digits", width=8))
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: feature extraction split over the processes
+
+
+N_DIGITS, N_INCEPTION = 1297, 70  # batches of 500 (500, 500, 297) and of 64 (64, 6): uneven shares
+
+
+def _eval_worker(rank: int, port: int, out: str) -> None:
+    from ganbench import domain, inception
+    from ganbench.metrics import METRICS
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        digits = DATASETS["digits"](RunConfig(dataset="digits"))
+        samples, _ = digits.real_images("train", n=N_DIGITS)
+        # classifier read by process 0 and shared; reference features computed by both, written by 0
+        f = domain.domain_features(samples, digits)
+        values = {m: METRICS[m].fn(f) for m in ("fid_domain", "cs", "precision", "recall", "density", "coverage")}
+        net = inception.extractor()
+        pool = net(samples[:N_INCEPTION])
+        shared = distributed.main_then_share(lambda: {"rank": distributed.rank()})  # computed by process 0 only
+        try:
+            distributed.main_then_share(lambda: 1 / 0)
+            failure = ""
+        except Exception as e:  # process 0 raises its own error; the others learn of it, none hangs
+            failure = f"{type(e).__name__}: {e}"
+        sizes = []  # the batches this process extracted itself
+        doubled = distributed.map_batches(lambda c: sizes.append(len(c)) or (c * 2, c + 1), torch.arange(10.0), 3)
+        torch.save({"fake": torch.from_numpy(f.fake), "probs": torch.from_numpy(f.fake_probs),
+                    "real": torch.from_numpy(f.real), "values": values, "pool": pool,
+                    "sizes": sizes, "doubled": doubled, "shared": shared, "failure": failure},
+                   os.path.join(out, f"eval{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, monkeypatch, inception_weights):
+    """Every process gets all the features of every sample, computed in the batches one process
+    uses, so features and metric values equal the single-process ones exactly."""
+    from ganbench import domain, inception
+    from ganbench.metrics import METRICS
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(inception.ENV_WEIGHTS, str(inception_weights))
+    monkeypatch.setenv(inception.ENV_ALLOW_OTHER, "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        digits = DATASETS["digits"](RunConfig(dataset="digits"))
+        clf = domain.classifier_for(digits)  # trained here once; the processes read it from the cache
+        reference = tmp_path / "cache" / "reference"
+        assert not reference.exists()  # ... and compute the reference features themselves
+        mp.spawn(_eval_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+        ranks = [torch.load(tmp_path / f"eval{r}.pt", weights_only=True) for r in (0, 1)]
+        assert len(list(reference.glob("*.npz"))) == 1  # written once, by process 0
+
+        samples, _ = digits.real_images("train", n=N_DIGITS)
+        feats, probs = clf(samples)
+        test_images, _ = digits.real_images()
+        real, _ = clf(test_images)
+        one = domain.domain_features(samples, digits)
+        values = {m: METRICS[m].fn(one) for m in ranks[0]["values"]}
+        pool = inception.extractor()(samples[:N_INCEPTION])
+    finally:
+        torch.set_num_threads(threads)
+    assert ranks[0]["shared"] == ranks[1]["shared"] == {"rank": 0}
+    assert ranks[0]["failure"] == "ZeroDivisionError: division by zero"
+    assert ranks[1]["failure"] == "UserError: on process 0: division by zero"
+    assert ranks[0]["sizes"] == [3, 3] and ranks[1]["sizes"] == [3, 1]  # batches 0, 2 and 1, 3 of 10 rows
+    for r in ranks:
+        assert torch.equal(r["doubled"][0], torch.arange(10.0) * 2) and torch.equal(r["doubled"][1], torch.arange(1.0, 11))
+        assert r["fake"].shape == (N_DIGITS, 128) and r["pool"]["2048"].shape == (N_INCEPTION, 2048)
+        assert torch.equal(r["fake"], feats) and torch.equal(r["probs"], probs) and torch.equal(r["real"], real)
+        assert r["values"] == values and all(np.isfinite(list(values.values())))
+        assert all(torch.equal(r["pool"][k], pool[k]) for k in pool)
