@@ -206,6 +206,7 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
                     pool, broken = ProcessPoolExecutor(max_workers=1, mp_context=spawn), False
                 submit(*solo.pop(0))
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            mistake = None
             for fut in finished:
                 label, cfg, first_try = pending.pop(fut)
                 try:
@@ -221,13 +222,27 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
                     result = ("done", failed(label, cfg, suite, device, f"worker died: {one_line(e)}"), {})
                 except Exception as e:  # noqa: BLE001 - the job could not be sent or its result returned
                     result = ("done", failed(label, cfg, suite, device, f"worker died: {one_line(e)}"), {})
+                if result[0] == "user":  # stops the suite, once the runs already finished are recorded
+                    mistake = mistake or result[1]
+                    continue
                 yield outcome(label, cfg, result)
+            if mistake is not None:
+                yield from _finished_before(mistake, pending, outcome)
     except BaseException:  # a mistake in a run (UserError), Ctrl-C, or the caller stopped: stop the workers now
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _finished_before(mistake: str, pending: dict, outcome) -> Iterator:
+    """The outcomes of the runs that finished while a run's mistake was being handled, then the mistake."""
+    for fut in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
+        label, cfg, _ = pending.pop(fut)
+        if fut.result()[0] == "done":
+            yield outcome(label, cfg, fut.result())
+    raise UserError(mistake)
 
 
 def _cores() -> int:
@@ -303,6 +318,17 @@ def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> I
                     result = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the task's process or node died
                     result = ("done", failed(label, cfg, suite, device, f"Ray task died: {one_line(e)}"), {})
+                if result[0] == "user":  # stops the suite, once the tasks already finished are recorded
+                    done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0) if refs else ([], [])
+                    for other in done:
+                        other_label, other_cfg = refs.pop(other)
+                        try:
+                            other_result = ray.get(other)
+                        except Exception:  # noqa: BLE001 - died: nothing to record before stopping
+                            continue
+                        if other_result[0] == "done":
+                            yield outcome(other_label, other_cfg, other_result)
+                    raise UserError(result[1])
                 yield outcome(label, cfg, result)
     finally:
         for ref in refs:

@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 
 from ganbench.cli import main
 from ganbench.store import load_rows
@@ -238,3 +239,74 @@ def test_a_worker_that_dies_fails_its_own_run_only(tmp_path, capsys):
     status = {r["seed"]: r["status"] for r in rows if r["final"] or r["status"] == "failed"}
     assert status == {0: "ok", 1: "failed", 2: "ok"}
     assert all("worker died" in r["reason"] for r in rows if r["status"] == "failed")
+
+
+class _DonePool:
+    """A stand-in process pool whose futures are complete when submitted: the driver then sees several
+    finished runs at once, one of them a mistake, as it can when runs end close together."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def submit(self, fn, job):
+        from concurrent.futures import Future
+
+        from ganbench.executors import Outcome
+        from ganbench.config import RunConfig
+
+        fut = Future()
+        cfg = RunConfig.from_dict(job.config)
+        fut.set_result(("user", f"{job.label}: bad data", {}) if job.label == "bad"
+                       else ("done", Outcome(job.label, cfg, "ok", {}, None), {}))
+        return fut
+
+    def shutdown(self, *args, **kwargs):
+        pass
+
+
+@pytest.mark.parametrize("seen", ["all", "mistake only"])
+def test_a_mistake_in_one_run_keeps_the_runs_already_finished(tmp_path, monkeypatch, seen):
+    """A UserError from one run stops the suite, but the runs that finished before it is handled are
+    still handed over (and so recorded) first: those the driver sees finished in the same wake-up
+    after the mistake ("all") and those that finish while it handles the mistake ("mistake only")."""
+    from ganbench import parallel
+    from ganbench.config import RunConfig
+    from ganbench.errors import UserError
+
+    def wait_mistake_first(pending, return_when):
+        done = sorted((f for f in pending if f.done()), key=lambda f: f.result()[0] != "user")
+        return (done if seen == "all" else done[:1]), set()
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", _DonePool)
+    monkeypatch.setattr(parallel, "wait", wait_mistake_first)
+    runs = [(label, RunConfig(seed=i)) for i, label in enumerate(["good", "bad", "also good", "third"])]
+    got = []
+    with pytest.raises(UserError, match="bad: bad data"):
+        for o in parallel.run_parallel(runs, "t", tmp_path, torch.device("cpu"), parallel.Executor(jobs=4)):
+            got.append(o.label)
+    assert sorted(got) == ["also good", "good", "third"]
+
+
+def test_ray_mistake_in_one_task_keeps_the_tasks_already_finished(ray_session, tmp_path, monkeypatch):
+    """The same on Ray: the driver learns of the mistake first, while the other tasks have finished."""
+    from ganbench import parallel
+    from ganbench.config import RunConfig
+    from ganbench.errors import UserError
+
+    real_wait = ray_session.wait
+
+    def wait_mistake_first(refs, num_returns=1, timeout=None):
+        if num_returns != 1:
+            return real_wait(refs, num_returns=num_returns, timeout=timeout)
+        ready, _ = real_wait(refs, num_returns=len(refs))  # every task has finished
+        first = sorted(ready, key=lambda r: ray_session.get(r)[0] != "user")[:1]
+        return first, [r for r in refs if r != first[0]]
+
+    monkeypatch.setattr(ray_session, "wait", wait_mistake_first)
+    good = RunConfig(dataset="ring8", steps=5, width=8, depth=1, batch_size=16)
+    runs = [("good", good), ("bad", good.replace(model="no-such-model")), ("also good", good.replace(seed=1))]
+    got = []
+    with pytest.raises(UserError, match="unknown model 'no-such-model'"):
+        for o in parallel.run_parallel(runs, "t", tmp_path, torch.device("cpu"), parallel.Executor(kind="ray")):
+            got.append((o.label, o.status))
+    assert sorted(got) == [("also good", "ok"), ("good", "ok")]
