@@ -41,6 +41,7 @@ class RunConfig:
     lr_g: float = 1e-3  # generator learning rate
     lr_d: float = 1e-3  # discriminator learning rate
     betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2); ignored by rmsprop
+    precision: str = "fp32"  # training arithmetic: "fp32", or "bf16" mixed precision (autocast; weights stay fp32)
     n_dis: int = 1  # discriminator updates per generator update
     gp_weight: float = 10.0  # gradient-penalty weight, used by losses that have a penalty
     z_dim: int = 2  # latent dimension (standard normal prior)
@@ -92,6 +93,7 @@ _HINTS = typing.get_type_hints(RunConfig)
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip")
 _OPTIMIZERS = ("adam", "rmsprop")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _plain(value):
@@ -148,6 +150,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'divergence' must be 'stop' or 'continue', got {cfg.divergence!r}")
     if cfg.optimizer not in _OPTIMIZERS:
         raise UserError(f"config key 'optimizer': unknown optimizer {_suggest(cfg.optimizer, _OPTIMIZERS)}")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"config key 'precision': unknown precision {_suggest(cfg.precision, PRECISIONS)}")
     for key in ("model", "loss", "dataset"):
         if not getattr(cfg, key):
             raise UserError(f"config key {key!r} must not be empty")

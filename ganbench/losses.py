@@ -80,10 +80,13 @@ _register(Loss(
 ))
 
 
-def gradient_penalty(d: torch.nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator) -> Tensor:
-    """E[(||grad_x D(x)|| - 1)^2] at random interpolates x of real and fake samples."""
-    # one mixing weight per sample, broadcast over its remaining dimensions
-    eps = torch.rand((len(real),) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
+def mixing_weights(n: int, like: Tensor, generator: torch.Generator) -> Tensor:
+    """n interpolation weights ~ U[0, 1), one per sample, shaped to broadcast over ``like``'s other dimensions."""
+    return torch.rand((n,) + (1,) * (like.dim() - 1), generator=generator, device=like.device)
+
+
+def gradient_penalty(d: torch.nn.Module, real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+    """E[(||grad_x D(x)|| - 1)^2] at the interpolates x = eps real + (1 - eps) fake (``mixing_weights``)."""
     x = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

@@ -13,7 +13,7 @@ from ganbench import distributed
 from ganbench.checkpoint import Checkpointer, set_global_rng_state
 from ganbench.config import RunConfig
 from ganbench.errors import UserError
-from ganbench.losses import LOSSES, clip_weights, gradient_penalty
+from ganbench.losses import LOSSES, clip_weights, gradient_penalty, mixing_weights
 from ganbench.models import MODELS, is_conditional
 from ganbench.monitor import Monitor, grad_norm
 from ganbench.samples import check_output
@@ -66,6 +66,20 @@ def check_generator(g: nn.Module, cfg: RunConfig, dataset, device: torch.device,
     check_output(out, tuple(dataset.shape), dataset.bounded, where=f"model {cfg.model!r} generator")
 
 
+def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], torch.autocast]:
+    """A context factory for the training forward passes: bf16 autocast, or a disabled one for fp32.
+
+    Under bf16 the convolutions and matrix products run in bfloat16 while the weights, gradients,
+    optimiser state, losses and everything evaluated stay float32.
+    """
+    bf16 = cfg.precision == "bf16"
+    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; use fp32")
+    if bf16 and device.type not in ("cpu", "cuda"):
+        raise UserError(f"precision 'bf16' runs on cpu and cuda, not {device.type}; use fp32")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -103,6 +117,7 @@ def train(
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
     check_generator(g, cfg, dataset, device, cond)
+    amp = mixed_precision(cfg, device)
 
     def latents():  # (z, labels for a conditional generator)
         z = torch.randn(B, zdim, generator=noise, device=device)
@@ -137,16 +152,20 @@ def train(
         # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
         d.requires_grad_(True)
         for _ in range(cfg.n_dis):
-            real, y_real = map(distributed.shard, next(data))
+            batch = next(data)
+            real, y_real = map(distributed.shard, batch)
             z, y_fake = latents()
-            with torch.no_grad():
-                fake = G(z, y_fake)
-            d_real, d_fake = D(real, y_real), D(fake, y_fake)
-            d_loss = loss.d(d_real, d_fake)
-            if loss.penalty:
-                # conditional critics are penalised at the real labels
-                critic = (lambda x: d(x, y_real)) if cond else d
-                d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake, noise)
+            with amp():
+                with torch.no_grad():
+                    fake = G(z, y_fake)
+                d_real, d_fake = D(real, y_real).float(), D(fake, y_fake).float()
+                d_loss = loss.d(d_real, d_fake)
+                if loss.penalty:
+                    # conditional critics are penalised at the real labels
+                    critic = (lambda x: d(x, y_real).float()) if cond else (lambda x: d(x).float())
+                    # the full batch's weights, then this rank's slice: the same draws as one process
+                    eps = distributed.shard(mixing_weights(len(batch[0]), real, noise))
+                    d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake.float(), eps)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             distributed.average_gradients(d)  # under torchrun: the full batch's gradient on every rank
@@ -158,7 +177,8 @@ def train(
         # Generator: minimise loss.g(D(G(z))); D's weights need no gradient here
         d.requires_grad_(False)
         z, y_fake = latents()
-        g_loss = loss.g(D(G(z, y_fake), y_fake))
+        with amp():
+            g_loss = loss.g(D(G(z, y_fake), y_fake).float())
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         distributed.average_gradients(g)

@@ -41,6 +41,7 @@ def test_config_is_frozen():
     ({"spectral_norm": 1}, "'spectral_norm' must be bool"),
     ({"lr_g": float("nan")}, "must be finite"),
     ({"optimizer": "adma"}, "did you mean 'adam'"),
+    ({"precision": "bf61"}, "unknown precision 'bf61'; did you mean 'bf16'"),
     ({"model": ""}, "'model' must not be empty"),
 ])
 def test_bad_values_are_rejected(changes, message):

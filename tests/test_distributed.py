@@ -20,6 +20,7 @@ from ganbench.metrics.frechet import StreamingStats
 from ganbench.train import build_models, train
 
 CFG = dict(model="mlp", loss="ns", dataset="ring8", steps=20, batch_size=32, width=16, depth=2)
+GP = dict(loss="wgan-gp", n_dis=2, steps=10)
 
 
 def _free_port() -> int:
@@ -61,10 +62,12 @@ def _worker(rank: int, port: int, out: str) -> None:
         grads = _full_batch_d_gradient(cfg)
         dataset = DATASETS[cfg.dataset](cfg)
         result = train(cfg, dataset, torch.device("cpu"))
+        gp = train(cfg.replace(**GP), dataset, torch.device("cpu"))
         torch.save({"n": s.n, "mean": torch.from_numpy(s.mean), "cov": torch.from_numpy(s.cov),
                     "n2": u.n, "mean2": torch.from_numpy(u.mean), "cov2": torch.from_numpy(u.cov),
                     "grads": grads, "g": [p.detach().clone() for p in result.generator.parameters()],
-                    "history": result.history, "steps": result.steps_done},
+                    "history": result.history, "steps": result.steps_done,
+                    "gp_d": [p.detach().clone() for p in gp.discriminator.parameters()], "gp_history": gp.history},
                    os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -99,6 +102,14 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert ranks[0]["history"][-1]["d_loss"] == ranks[1]["history"][-1]["d_loss"]
     assert abs(ranks[0]["history"][-1]["d_loss"] - single.history[-1]["d_loss"]) < 1e-4
 
+    # the gradient penalty: each rank takes its slice of the full batch's interpolation weights
+    gp = train(cfg.replace(**GP), DATASETS[cfg.dataset](cfg), torch.device("cpu"))
+    for a, b, c in zip(ranks[0]["gp_d"], ranks[1]["gp_d"], gp.discriminator.parameters()):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c.detach(), rtol=1e-4, atol=1e-5)
+    for mine, one in zip(ranks[0]["gp_history"], gp.history):
+        assert mine["d_loss"] == pytest.approx(one["d_loss"], rel=1e-4, abs=1e-5)
+
 
 def test_outside_a_group_everything_is_a_no_op():
     x = torch.arange(6.0)
@@ -126,8 +137,8 @@ def test_torchrun_cli_writes_rows_once_from_rank_0(tmp_path):
 
 
 def test_settings_that_would_differ_data_parallel_are_refused():
-    """Batch norm (per-rank batch statistics) and the gradient penalty (per-slice interpolation
-    weights) would make a torchrun run differ from the single-process run of the same run id."""
+    """Batch norm (per-rank batch statistics) would make a torchrun run differ from the
+    single-process run of the same run id."""
     from ganbench.config import suite_from_dict
     from ganbench.distributed import check_suite
     from ganbench.errors import UserError
@@ -139,8 +150,7 @@ def test_settings_that_would_differ_data_parallel_are_refused():
     check_suite(suite(model="mlp", loss="hinge", dataset="ring8", spectral_norm=True))
     with pytest.raises(UserError, match="x: model .sngan. uses batch norm"):  # in its generator
         check_suite(suite(model="sngan", loss="hinge", dataset="digits", width=8))
-    with pytest.raises(UserError, match="x: loss 'wgan-gp' .gradient penalty. cannot run data-parallel"):
-        check_suite(suite(model="mlp", loss="wgan-gp", dataset="ring8"))
+    check_suite(suite(model="mlp", loss="wgan-gp", dataset="ring8"))  # penalty weights: the full batch's, sliced
     with pytest.raises(UserError, match="x: model 'dcgan' uses batch norm"):
         check_suite(suite(model="dcgan", loss="ns", dataset="digits", width=8))
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ganbench.losses import LOSSES, gradient_penalty
+from ganbench.losses import LOSSES, gradient_penalty, mixing_weights
 
 LN2 = math.log(2)
 Z = torch.zeros(4)
@@ -56,7 +56,7 @@ def test_gradient_penalty_closed_form_for_a_linear_critic():
         d.weight.copy_(torch.tensor([[3.0, 4.0]]))
     critic = lambda x: d(x).squeeze(1)  # noqa: E731
     real, fake = torch.randn(16, 2), torch.randn(16, 2)
-    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    gp = gradient_penalty(critic, real, fake, mixing_weights(16, real, torch.Generator().manual_seed(0)))
     assert gp.item() == pytest.approx((5.0 - 1.0) ** 2)
     gp.backward()  # differentiable with respect to the critic's weights
     assert d.weight.grad is not None and torch.isfinite(d.weight.grad).all()
@@ -65,5 +65,5 @@ def test_gradient_penalty_closed_form_for_a_linear_critic():
 def test_gradient_penalty_on_image_shaped_input():
     d = lambda x: x.flatten(1).sum(1)  # noqa: E731  gradient all ones: norm sqrt(12)
     real, fake = torch.randn(5, 3, 2, 2), torch.randn(5, 3, 2, 2)
-    gp = gradient_penalty(d, real, fake, torch.Generator().manual_seed(0))
+    gp = gradient_penalty(d, real, fake, mixing_weights(5, real, torch.Generator().manual_seed(0)))
     assert gp.item() == pytest.approx((math.sqrt(12) - 1) ** 2, rel=1e-6)

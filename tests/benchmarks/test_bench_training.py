@@ -15,8 +15,9 @@ loop keeps the reference's idioms: sigmoid + BCELoss with label tensors filled p
 discriminator backward passes, one generator forward whose output serves both updates, and
 ``.item()`` of the losses and mean outputs each step. ganbench's loop draws fresh latents for the
 generator update, skips the discriminator's weight gradients during it, and logs about 100 rows per
-run. One round = one call of each loop, model construction included. With benchmarks disabled
-(the default run) each loop runs once for a few steps.
+run. ``ganbench-bf16`` is the same loop with ``precision = "bf16"``: the forward passes under bfloat16
+autocast, weights and optimiser state in float32. One round = one call of each loop, model
+construction included. With benchmarks disabled (the default run) each loop runs once for a few steps.
 """
 
 import math
@@ -88,7 +89,7 @@ def plain_loop(cfg: RunConfig, dataset) -> tuple[nn.Module, list[float]]:
     return netG, d_losses
 
 
-@pytest.mark.parametrize("loop", ["ganbench", "plain"])
+@pytest.mark.parametrize("loop", ["ganbench", "ganbench-bf16", "plain"])
 @pytest.mark.parametrize("model", ["dcgan", "mlp"])
 def test_training_steps_per_second(benchmark, model, loop):
     cfg = CONFIGS[model]
@@ -96,7 +97,8 @@ def test_training_steps_per_second(benchmark, model, loop):
         cfg = cfg.replace(steps=3)
     dataset = DATASETS[cfg.dataset](cfg)
     benchmark.extra_info["steps"] = cfg.steps
-    if loop == "ganbench":
+    if loop.startswith("ganbench"):
+        cfg = cfg.replace(precision="bf16") if loop == "ganbench-bf16" else cfg
         result = benchmark.pedantic(train, args=(cfg, dataset, CPU), rounds=3, iterations=1, warmup_rounds=1)
         assert result.steps_done == cfg.steps and result.diverged is None
         assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in result.history)
