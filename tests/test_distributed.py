@@ -231,3 +231,21 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
         assert torch.equal(r["fake"], feats) and torch.equal(r["probs"], probs) and torch.equal(r["real"], real)
         assert r["values"] == values and all(np.isfinite(list(values.values())))
         assert all(torch.equal(r["pool"][k], pool[k]) for k in pool)
+
+
+def test_torchrun_run_on_digits_evaluates_over_both_processes(tmp_path):
+    """The whole path under torchrun on images: process 0 trains the digits classifier for both,
+    both extract features, process 0 writes the reference cache entry and the rows, once."""
+    out, cache = tmp_path / "res", tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GANBENCH_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "ganbench", "run", "--model", "mlp", "--loss", "wgan-gp",
+           "--dataset", "digits", "--seeds", "0", "--set", "steps=4", "--set", "width=16", "--set", "depth=1",
+           "--set", "batch_size=32", "--set", "z_dim=8", "--out", str(out), "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["metric"] for r in rows) == sorted(
+        ["fid_domain", "cs", "classes", "class_kl", "precision", "recall", "density", "coverage"])
+    assert all(r["status"] == "ok" and r["final"] for r in rows) and np.isfinite([r["value"] for r in rows]).all()
+    assert len(list((cache / "classifiers").glob("*.pt"))) == 1 and len(list((cache / "reference").glob("*.npz"))) == 1
