@@ -1,8 +1,9 @@
 """Run configuration: one frozen, typed dataclass, TOML suites and typed ``--set`` overrides.
 
 Every value that can change a result lives in ``RunConfig``; its content hash is the run id, so two
-runs with the same id are the same experiment. Execution choices that must not change a result
-(device, output folder, progress bars) are not part of it.
+runs with the same id are the same experiment. A field added later is left out of the hash while it
+has its default, so the ids of runs recorded before it existed stay valid. Execution choices that
+must not change a result (device, output folder, progress bars) are not part of it.
 """
 
 from __future__ import annotations
@@ -66,14 +67,19 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Content hash of the whole config: same id, same experiment."""
-        return digest(self.to_dict())
+        return digest(self._identity())
 
     @property
     def group_id(self) -> str:
         """Content hash without the seed: runs that differ only by seed share it."""
-        d = self.to_dict()
+        d = self._identity()
         del d["seed"]
         return digest(d)
+
+    def _identity(self) -> dict:
+        """What the ids hash: every field, except a later-added field at its default (``ADDED``), so
+        that the runs recorded before the field existed keep their ids (and ``--resume`` finds them)."""
+        return {k: v for k, v in self.to_dict().items() if not (k in ADDED and v == ADDED[k])}
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -90,6 +96,7 @@ class RunConfig:
 
 
 _HINTS = typing.get_type_hints(RunConfig)
+ADDED = {"precision": "fp32"}  # fields added after results were first recorded, with their defaults
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip")
 _OPTIMIZERS = ("adam", "rmsprop")
@@ -299,6 +306,7 @@ def single_setting_suite(values: dict, seeds: list[int]) -> Suite:
 
 def config_diff(old: dict, new: dict) -> list[str]:
     """Per-key differences between two config dicts, for refusing a mismatched resume."""
+    old, new = {**ADDED, **old}, {**ADDED, **new}  # a config saved before a field existed had its default
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 

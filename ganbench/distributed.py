@@ -19,6 +19,7 @@ Outside a process group every function here is a no-op, so the training loop has
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 
 import numpy as np
@@ -126,6 +127,26 @@ def broadcast_object(obj):
     return box[0]
 
 
+_rank_local = False  # inside a computation already split by rank
+
+
+def splitting() -> bool:
+    """Whether extraction is split over the ranks here: in a group, outside ``rank_local``."""
+    return active() and not _rank_local
+
+
+@contextlib.contextmanager
+def rank_local():
+    """Within: ``map_batches`` (and the extractors built on it) work on this rank's rows alone, for
+    code that has already given each rank its own share (``feature_statistics``)."""
+    global _rank_local
+    before, _rank_local = _rank_local, True
+    try:
+        yield
+    finally:
+        _rank_local = before
+
+
 def map_batches(fn, x: torch.Tensor, batch: int):
     """``fn`` over ``x`` in batches of ``batch`` rows, the batches dealt out over the ranks; every rank
     gets every batch's output, concatenated in order.
@@ -138,9 +159,10 @@ def map_batches(fn, x: torch.Tensor, batch: int):
     chunks = x.split(batch)
     if not chunks:
         return fn(x)
-    if not active():
+    if not splitting():
         return _concat([fn(c) for c in chunks])
-    mine = {i: _to_cpu(fn(chunks[i])) for i in range(rank(), len(chunks), world_size())}
+    with rank_local():  # fn may itself be a splitting extractor: here it must stay on this rank's rows
+        mine = {i: _to_cpu(fn(chunks[i])) for i in range(rank(), len(chunks), world_size())}
     every: list = [None] * world_size()
     dist.all_gather_object(every, mine)
     merged = {i: out for part in every for i, out in part.items()}
@@ -175,11 +197,12 @@ def main_then_share(fn):
             result = fn()
         except Exception as e:  # the other ranks must not wait forever for a result
             error = e
-    result, message = broadcast_object((result, None if error is None else str(error)))
+    failure = None if error is None else (isinstance(error, UserError), str(error))
+    result, failure = broadcast_object((result, failure))
     if error is not None:
         raise error
-    if message is not None:
-        raise UserError(f"on process 0: {message}")
+    if failure is not None:  # the same kind of error as process 0's: a mistake (exit 2) or a failure
+        raise (UserError if failure[0] else RuntimeError)(f"on process 0: {failure[1]}")
     return result
 
 
@@ -220,9 +243,10 @@ def feature_statistics(extract, samples: torch.Tensor, batch: int = 500):
 
     mine = samples[rank()::world_size()]
     stats = None
-    for part in mine.split(batch):
-        f = extract(part)
-        stats = stats or StreamingStats(f.shape[1])
-        stats.update(f)
+    with rank_local():  # each rank has its own rows: an extractor that splits must not split them again
+        for part in mine.split(batch):
+            f = extract(part)
+            stats = stats or StreamingStats(f.shape[1])
+            stats.update(f)
     dim = broadcast_object(stats.dim if stats is not None else None)
     return reduce_stats(stats or StreamingStats(dim))

@@ -152,7 +152,7 @@ class InceptionFeatures:
     def __call__(self, images: torch.Tensor, progress: bool = False) -> dict[str, torch.Tensor]:
         """All features at once; under torchrun the batches are split over the processes and every
         process gets all the features (the same numbers as one process)."""
-        if distributed.active():
+        if distributed.splitting():
             return distributed.map_batches(self._forward, images, self.batch_size)
         parts = list(self.batches(images, progress))
         return {k: torch.cat([p[k] for p in parts]) for k in LAYERS}

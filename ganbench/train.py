@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -66,18 +67,19 @@ def check_generator(g: nn.Module, cfg: RunConfig, dataset, device: torch.device,
     check_output(out, tuple(dataset.shape), dataset.bounded, where=f"model {cfg.model!r} generator")
 
 
-def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], torch.autocast]:
-    """A context factory for the training forward passes: bf16 autocast, or a disabled one for fp32.
+def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory for the training forward passes: bf16 autocast, or nothing for fp32.
 
     Under bf16 the convolutions and matrix products run in bfloat16 while the weights, gradients,
     optimiser state, losses and everything evaluated stay float32.
     """
-    bf16 = cfg.precision == "bf16"
-    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if cfg.precision == "fp32":
+        return contextlib.nullcontext
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; use fp32")
-    if bf16 and device.type not in ("cpu", "cuda"):
+    if device.type not in ("cpu", "cuda"):
         raise UserError(f"precision 'bf16' runs on cpu and cuda, not {device.type}; use fp32")
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def log_interval(steps: int) -> int:

@@ -21,6 +21,17 @@ def test_run_id_is_a_pure_function_of_the_values():
     assert RunConfig(lr_g=1).lr_g == 1.0 and isinstance(RunConfig(lr_g=1).lr_g, float)
 
 
+def test_a_field_added_later_keeps_the_ids_recorded_before_it():
+    # ids recorded before `precision` existed: a field at its default stays out of the hash
+    assert RunConfig().run_id == "6a0841b02488"
+    assert RunConfig(model="dcgan", seed=3).group_id == "68530e6d6a58"
+    bf16 = RunConfig(precision="bf16")
+    assert bf16.run_id != RunConfig().run_id and bf16.group_id != RunConfig().group_id
+    before = {k: v for k, v in RunConfig().to_dict().items() if k != "precision"}  # a config.json of then
+    assert config_diff(before, RunConfig().to_dict()) == []
+    assert config_diff(before, bf16.to_dict()) == ["precision: 'fp32' -> 'bf16'"]
+
+
 def test_config_is_frozen():
     with pytest.raises(Exception):
         RunConfig().steps = 5

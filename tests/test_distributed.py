@@ -107,6 +107,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     for a, b, c in zip(ranks[0]["gp_d"], ranks[1]["gp_d"], gp.discriminator.parameters()):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, c.detach(), rtol=1e-4, atol=1e-5)
+    assert len(ranks[0]["gp_history"]) == len(gp.history) == GP["steps"]
     for mine, one in zip(ranks[0]["gp_history"], gp.history):
         assert mine["d_loss"] == pytest.approx(one["d_loss"], rel=1e-4, abs=1e-5)
 
@@ -166,8 +167,20 @@ def _eval_worker(rank: int, port: int, out: str) -> None:
     from ganbench import domain, inception
     from ganbench.metrics import METRICS
 
+    from ganbench import store
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    calls = {"get_classifier": 0, "write": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    domain.get_classifier = counted("get_classifier", domain.get_classifier)
+    store.atomic_write_bytes = counted("write", store.atomic_write_bytes)
     try:
         digits = DATASETS["digits"](RunConfig(dataset="digits"))
         samples, _ = digits.real_images("train", n=N_DIGITS)
@@ -182,11 +195,15 @@ def _eval_worker(rank: int, port: int, out: str) -> None:
             failure = ""
         except Exception as e:  # process 0 raises its own error; the others learn of it, none hangs
             failure = f"{type(e).__name__}: {e}"
+        # statistics over each process's own rows, through an extractor that would split by itself
+        clf = domain.classifier_for(digits)
+        stats = distributed.feature_statistics(lambda b: domain.features_and_probs(clf, b)[0], samples, batch=216)
         sizes = []  # the batches this process extracted itself
         doubled = distributed.map_batches(lambda c: sizes.append(len(c)) or (c * 2, c + 1), torch.arange(10.0), 3)
         torch.save({"fake": torch.from_numpy(f.fake), "probs": torch.from_numpy(f.fake_probs),
                     "real": torch.from_numpy(f.real), "values": values, "pool": pool,
-                    "sizes": sizes, "doubled": doubled, "shared": shared, "failure": failure},
+                    "sizes": sizes, "doubled": doubled, "shared": shared, "failure": failure, "calls": dict(calls),
+                    "stats": (stats.n, torch.from_numpy(stats.mean), torch.from_numpy(stats.cov))},
                    os.path.join(out, f"eval{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -223,7 +240,9 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
         torch.set_num_threads(threads)
     assert ranks[0]["shared"] == ranks[1]["shared"] == {"rank": 0}
     assert ranks[0]["failure"] == "ZeroDivisionError: division by zero"
-    assert ranks[1]["failure"] == "UserError: on process 0: division by zero"
+    assert ranks[1]["failure"] == "RuntimeError: on process 0: division by zero"
+    # process 0 alone reads the classifier and writes the reference entry (its .npz and .json)
+    assert ranks[0]["calls"] == {"get_classifier": 1, "write": 2} and ranks[1]["calls"] == {"get_classifier": 0, "write": 0}
     assert ranks[0]["sizes"] == [3, 3] and ranks[1]["sizes"] == [3, 1]  # batches 0, 2 and 1, 3 of 10 rows
     for r in ranks:
         assert torch.equal(r["doubled"][0], torch.arange(10.0) * 2) and torch.equal(r["doubled"][1], torch.arange(1.0, 11))
@@ -231,6 +250,12 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
         assert torch.equal(r["fake"], feats) and torch.equal(r["probs"], probs) and torch.equal(r["real"], real)
         assert r["values"] == values and all(np.isfinite(list(values.values())))
         assert all(torch.equal(r["pool"][k], pool[k]) for k in pool)
+        n, mean, cov = r["stats"]  # ranks' shares of 649 and 648 rows: 4 and 3 batches of up to 216
+        whole = StreamingStats.from_features(feats.numpy())
+        assert n == N_DIGITS
+        # other batches than one process's (strided rows): float32 features differ in their last bits
+        np.testing.assert_allclose(mean.numpy(), whole.mean, rtol=1e-6)
+        np.testing.assert_allclose(cov.numpy(), whole.cov, rtol=1e-5, atol=1e-6 * np.abs(whole.cov).max())
 
 
 def test_torchrun_run_on_digits_evaluates_over_both_processes(tmp_path):

@@ -244,9 +244,11 @@ def test_reference_cache_hit_miss_and_key(tmp_path, monkeypatch):
     inception.reference_features(FakeData(images), FakeNet(sha="1" * 64))
     assert len(list((tmp_path / "cache" / "reference").glob("*.npz"))) == 3  # other weights, other key
 
-    entries[1].write_bytes(b"corrupt")  # a damaged entry is recomputed, not trusted
-    net2 = FakeNet()
-    assert np.array_equal(inception.reference_features(FakeData(images), net2), first) and net2.calls == 5
+    whole = entries[1].read_bytes()
+    for damaged in (b"corrupt", b"", whole[: len(whole) // 2]):  # not an npz, empty, truncated
+        entries[1].write_bytes(damaged)  # a damaged entry is recomputed, not trusted
+        net2 = FakeNet()
+        assert np.array_equal(inception.reference_features(FakeData(images), net2), first) and net2.calls == 5
 
 
 def test_cache_key_covers_every_input_and_location(tmp_path, monkeypatch):
