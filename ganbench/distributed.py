@@ -1,6 +1,6 @@
 """One run on several GPUs (or CPU processes): data parallelism with ``torch.distributed`` under torchrun.
 
-    torchrun --nproc_per_node 2 -m ganbench run --model mlp --loss wgan-gp --dataset mnist ...
+    torchrun --nproc_per_node 2 -m ganbench run --model dcgan --loss wgan-gp --dataset mnist ...
 
 torchrun starts one process per device and describes the group in the environment (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``init`` joins it with NCCL on
@@ -8,7 +8,8 @@ CUDA, else gloo. Every rank builds the same networks from the run's seed and dra
 batch of data and latents from the run's generators, then trains on its own contiguous slice of it;
 gradients are averaged over the ranks before each optimiser step. With equal slices that average is
 the gradient of the full batch, so a run on N processes is the same computation as on one (up to the
-order of floating-point sums), and the config, run id and rows mean the same thing. Evaluation
+order of floating-point sums), and the config, run id and rows mean the same thing; batch norm
+becomes ``SyncBatchNorm``, which normalises with the whole batch's statistics. Evaluation
 splits the feature extraction (the costly part) by batches over the ranks and gathers the features
 back in order (``map_batches``), so every rank computes the same metric values, bit for bit those of
 one process; only rank 0 writes the results folder.
@@ -47,22 +48,6 @@ def init(device: torch.device) -> torch.device:
         dist.init_process_group("nccl" if cuda else "gloo")
         atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return device
-
-
-def check_suite(suite) -> None:
-    """Refuse, before any work, the settings whose data-parallel run would not be the
-    single-process run under the same run id: batch norm normalises over each rank's slice of the
-    batch (and keeps per-rank running statistics)."""
-    from ganbench.data import DATASETS
-    from ganbench.models import MODELS
-
-    for label, cfg in suite.settings:
-        dataset = DATASETS[cfg.dataset](cfg)  # outside the meta device: datasets are loaded once and kept
-        with torch.device("meta"):
-            nets = MODELS[cfg.model](cfg, dataset)
-        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for net in nets for m in net.modules()):
-            raise UserError(f"{label}: model {cfg.model!r} uses batch norm, which cannot run data-parallel under "
-                            "torchrun yet; run it in one process")
 
 
 def active() -> bool:
@@ -145,6 +130,82 @@ def rank_local():
         yield
     finally:
         _rank_local = before
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) that autograd can differentiate (twice, for the gradient penalty): the
+    gradient with respect to each rank's input is the sum of every rank's output gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _SumOverRanks.apply(grad)
+
+
+class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the whole batch over every rank.
+
+    The mean and (biased) variance are all-reduced sums over the ranks' slices, differentiable
+    through the reduction, so forward, backward and the running statistics are the ones a single
+    process computes on the full batch (up to the order of floating-point sums). In eval mode, or
+    outside a process group, it is plain batch norm; its parameters and buffers are batch norm's,
+    so checkpoints and generator files load into either. Unlike ``torch.nn.SyncBatchNorm`` it
+    runs on CPU processes (gloo) as well as GPUs.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and active()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        xf = x.float()  # statistics in float32 under bf16 autocast too
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
+        dist.all_reduce(count)
+        n = float(count)
+        mean = _SumOverRanks.apply(xf.sum(dims)) / n
+        centred = xf - mean.view(shape)
+        var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                unbiased = var.detach() * (n / max(n - 1, 1.0))
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        return y.to(x.dtype)
+
+
+def sync_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every batch norm replaced by a ``SyncBatchNorm`` sharing its parameters and
+    buffers (in place; returned for convenience). Without batch norm, ``module`` is unchanged."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(child, SyncBatchNorm):
+            sync = SyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                 child.track_running_stats, device="meta")
+            sync.weight, sync.bias = child.weight, child.bias
+            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(sync, buffer, getattr(child, buffer))
+            sync.train(child.training)
+            setattr(module, name, sync)
+        else:
+            sync_batch_norm(child)
+    return module
 
 
 def map_batches(fn, x: torch.Tensor, batch: int):

@@ -40,6 +40,8 @@ def build_models(cfg: RunConfig, dataset, device: torch.device) -> tuple[nn.Modu
     factory = MODELS[cfg.model]
     with seeded_init(cfg.seed, device):
         g, d = factory(cfg, dataset)
+    if distributed.active():  # under torchrun: batch norm over the whole batch, not each rank's slice
+        g, d = distributed.sync_batch_norm(g), distributed.sync_batch_norm(d)
     return g.to(device), d.to(device)
 
 

@@ -29,6 +29,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _join(rank: int, out: str) -> None:
+    """Two gloo processes meeting through a file in the test's folder (no port to collide on)."""
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out, 'rendezvous')}", rank=rank, world_size=2)
+
+
 def _features() -> torch.Tensor:
     g = torch.Generator().manual_seed(7)
     # an offset mean makes a naive sum-of-squares covariance lose digits; the reduction must not
@@ -48,9 +53,9 @@ def _full_batch_d_gradient(cfg: RunConfig):
     return [p.grad.clone() for p in d.parameters()]
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _worker(rank: int, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    _join(rank, out)
     try:
         x = _features()
         # strided extraction through an (identity) feature extractor, then reduced statistics
@@ -75,7 +80,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 def test_two_gloo_processes_equal_one(tmp_path):
     torch.set_num_threads(1)
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path),), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
     one = StreamingStats.from_features(_features())
@@ -137,23 +142,102 @@ def test_torchrun_cli_writes_rows_once_from_rank_0(tmp_path):
     assert np.isfinite([r["value"] for r in rows]).all()
 
 
-def test_settings_that_would_differ_data_parallel_are_refused():
-    """Batch norm (per-rank batch statistics) would make a torchrun run differ from the
-    single-process run of the same run id."""
-    from ganbench.config import suite_from_dict
-    from ganbench.distributed import check_suite
-    from ganbench.errors import UserError
+# ----------------------------------------------------------------------------------------------
+# batch norm over the whole batch: SyncBatchNorm
 
-    def suite(**setting):
-        return suite_from_dict({"name": "t", "settings": [{"label": "x", **setting}]}, "t.toml", {}, [0])
 
-    check_suite(suite(model="mlp", loss="ns", dataset="ring8"))  # what data parallelism computes exactly
-    check_suite(suite(model="mlp", loss="hinge", dataset="ring8", spectral_norm=True))
-    with pytest.raises(UserError, match="x: model .sngan. uses batch norm"):  # in its generator
-        check_suite(suite(model="sngan", loss="hinge", dataset="digits", width=8))
-    check_suite(suite(model="mlp", loss="wgan-gp", dataset="ring8"))  # penalty weights: the full batch's, sliced
-    with pytest.raises(UserError, match="x: model 'dcgan' uses batch norm"):
-        check_suite(suite(model="dcgan", loss="ns", dataset="digits", width=8))
+DCGAN = dict(model="dcgan", loss="ns", dataset="digits", steps=3, batch_size=16, width=8, z_dim=8)
+
+
+def _bn_batch():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
+    w = torch.randn(8, 3, 4, 4, generator=g)  # a loss that weighs every output differently
+    return x, w
+
+
+def _bn_step(bn, x, w):
+    """Forward in training mode, a weighted-sum loss, backward; (output, input grad, weight grad)."""
+    x = x.clone().requires_grad_(True)
+    y = bn(x)
+    (y * w).sum().backward()
+    return y.detach(), x.grad, bn.weight.grad.clone()
+
+
+def _bn_worker(rank: int, out: str) -> None:
+    torch.set_num_threads(1)
+    _join(rank, out)
+    try:
+        x, w = _bn_batch()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            bn = distributed.sync_batch_norm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))[0]
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+        y, gx, gw = _bn_step(bn, distributed.shard(x), distributed.shard(w))
+        results = {}
+        for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
+            cfg = RunConfig(**{**DCGAN, **changes})
+            r = train(cfg, DATASETS[cfg.dataset](cfg), torch.device("cpu"))
+            results[name] = ({k: v.clone() for k, v in r.generator.state_dict().items()},
+                             {k: v.clone() for k, v in r.discriminator.state_dict().items()},
+                             [h["d_loss"] for h in r.history])
+        torch.save({"y": y, "gx": gx, "gw": gw, "mean": bn.running_mean.clone(), "var": bn.running_var.clone(),
+                    "train": results}, os.path.join(out, f"bn{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_path):
+    """Each process normalises its half of the batch with the statistics of the whole batch, and
+    the gradients flow through them: outputs, input gradients, the summed weight gradient and the
+    running statistics equal one process's batch norm on the full batch; DCGAN trains as on one."""
+    torch.set_num_threads(1)
+    mp.spawn(_bn_worker, args=(str(tmp_path),), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"bn{r}.pt", weights_only=True) for r in (0, 1)]
+
+    x, w = _bn_batch()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+    y, gx, gw = _bn_step(bn, x, w)
+    close = dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y, **close)
+    torch.testing.assert_close(torch.cat([r["gx"] for r in ranks]), gx, **close)
+    torch.testing.assert_close(ranks[0]["gw"] + ranks[1]["gw"], gw, **close)  # summed, then averaged in training
+    for r in ranks:
+        torch.testing.assert_close(r["mean"], bn.running_mean, **close)
+        torch.testing.assert_close(r["var"], bn.running_var, **close)
+
+    for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
+        cfg = RunConfig(**{**DCGAN, **changes})
+        one = train(cfg, DATASETS[cfg.dataset](cfg), torch.device("cpu"))
+        (g0, d0, losses0), (g1, d1, losses1) = ranks[0]["train"][name], ranks[1]["train"][name]
+        assert all(torch.equal(g0[k], g1[k]) for k in g0) and all(torch.equal(d0[k], d1[k]) for k in d0)
+        for mine, single in ((g0, one.generator.state_dict()), (d0, one.discriminator.state_dict())):
+            assert mine.keys() == single.keys()  # batch norm's parameters and buffers, by the same names
+            for k in mine:  # weights and running statistics, up to the order of float sums
+                torch.testing.assert_close(mine[k], single[k], rtol=1e-3, atol=1e-4, msg=f"{name} {k}")
+        assert losses0 == pytest.approx([h["d_loss"] for h in one.history], rel=1e-4, abs=1e-5)
+
+
+def test_sync_batch_norm_outside_a_group_is_batch_norm():
+    x, w = _bn_batch()
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.BatchNorm2d(3), torch.nn.BatchNorm1d(3))
+    plain[1].weight.data.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    synced = distributed.sync_batch_norm(torch.nn.Sequential(*plain))
+    assert isinstance(synced[1], distributed.SyncBatchNorm) and isinstance(synced[2], distributed.SyncBatchNorm)
+    assert synced[1].weight is plain[1].weight and synced[1].running_var is plain[1].running_var  # shared
+    assert all(torch.equal(before[k], v) for k, v in synced.state_dict().items())  # same names, same values
+    reference = torch.nn.BatchNorm2d(3)
+    reference.load_state_dict({k[2:]: v for k, v in before.items() if k.startswith("1.")})
+    for bn in (synced[1], reference):
+        bn.train()
+    torch.testing.assert_close(_bn_step(synced[1], x, w)[:2], _bn_step(reference, x, w)[:2], rtol=0, atol=0)
+    assert torch.equal(synced[1].running_mean, reference.running_mean)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,14 +247,14 @@ def test_settings_that_would_differ_data_parallel_are_refused():
 N_DIGITS, N_INCEPTION = 1297, 70  # batches of 500 (500, 500, 297) and of 64 (64, 6): uneven shares
 
 
-def _eval_worker(rank: int, port: int, out: str) -> None:
+def _eval_worker(rank: int, out: str) -> None:
     from ganbench import domain, inception
     from ganbench.metrics import METRICS
 
     from ganbench import store
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    _join(rank, out)
     calls = {"get_classifier": 0, "write": 0}
 
     def counted(name, fn):
@@ -225,7 +309,7 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
         clf = domain.classifier_for(digits)  # trained here once; the processes read it from the cache
         reference = tmp_path / "cache" / "reference"
         assert not reference.exists()  # ... and compute the reference features themselves
-        mp.spawn(_eval_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+        mp.spawn(_eval_worker, args=(str(tmp_path),), nprocs=2, join=True)
         ranks = [torch.load(tmp_path / f"eval{r}.pt", weights_only=True) for r in (0, 1)]
         assert len(list(reference.glob("*.npz"))) == 1  # written once, by process 0
 
@@ -259,13 +343,14 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
 
 
 def test_torchrun_run_on_digits_evaluates_over_both_processes(tmp_path):
-    """The whole path under torchrun on images: process 0 trains the digits classifier for both,
-    both extract features, process 0 writes the reference cache entry and the rows, once."""
+    """The whole path under torchrun on images, a batch-norm DCGAN with the gradient penalty:
+    process 0 trains the digits classifier for both, both extract features, process 0 writes the
+    reference cache entry and the rows, once."""
     out, cache = tmp_path / "res", tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GANBENCH_CACHE": str(cache)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "ganbench", "run", "--model", "mlp", "--loss", "wgan-gp",
-           "--dataset", "digits", "--seeds", "0", "--set", "steps=4", "--set", "width=16", "--set", "depth=1",
+           "--master_port", str(_free_port()), "-m", "ganbench", "run", "--model", "dcgan", "--loss", "wgan-gp",
+           "--dataset", "digits", "--seeds", "0", "--set", "steps=4", "--set", "width=8",
            "--set", "batch_size=32", "--set", "z_dim=8", "--out", str(out), "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
