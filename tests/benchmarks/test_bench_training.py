@@ -16,7 +16,7 @@ discriminator backward passes, one generator forward whose output serves both up
 ``.item()`` of the losses and mean outputs each step. ganbench's loop draws fresh latents for the
 generator update, skips the discriminator's weight gradients during it, and logs about 100 rows per
 run. ``ganbench-bf16`` is the same loop with ``precision = "bf16"``: the forward passes under bfloat16
-autocast, weights and optimiser state in float32. One round = one call of each loop, model
+autocast, weights and optimiser state in float32. Seven rounds of one call of each loop, model
 construction included. With benchmarks disabled (the default run) each loop runs once for a few steps.
 """
 
@@ -99,11 +99,11 @@ def test_training_steps_per_second(benchmark, model, loop):
     benchmark.extra_info["steps"] = cfg.steps
     if loop.startswith("ganbench"):
         cfg = cfg.replace(precision="bf16") if loop == "ganbench-bf16" else cfg
-        result = benchmark.pedantic(train, args=(cfg, dataset, CPU), rounds=3, iterations=1, warmup_rounds=1)
+        result = benchmark.pedantic(train, args=(cfg, dataset, CPU), rounds=7, iterations=1, warmup_rounds=1)
         assert result.steps_done == cfg.steps and result.diverged is None
         assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in result.history)
     else:
-        _, d_losses = benchmark.pedantic(plain_loop, args=(cfg, dataset), rounds=3, iterations=1, warmup_rounds=1)
+        _, d_losses = benchmark.pedantic(plain_loop, args=(cfg, dataset), rounds=7, iterations=1, warmup_rounds=1)
         assert len(d_losses) == cfg.steps and all(math.isfinite(v) for v in d_losses)
 
 
