@@ -154,6 +154,7 @@ def cmd_run(args) -> int:
         if executor.parallel or args.resume:
             raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
                             "are not available")
+        distributed.check_suite(suite)
         device = distributed.init(device)
         if args.threads:
             import torch

@@ -67,16 +67,16 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Content hash of the whole config: same id, same experiment."""
-        return digest(self._identity())
+        return digest(self.identity())
 
     @property
     def group_id(self) -> str:
         """Content hash without the seed: runs that differ only by seed share it."""
-        d = self._identity()
+        d = self.identity()
         del d["seed"]
         return digest(d)
 
-    def _identity(self) -> dict:
+    def identity(self) -> dict:
         """What the ids hash: every field, except a later-added field at its default (``ADDED``), so
         that the runs recorded before the field existed keep their ids (and ``--resume`` finds them)."""
         return {k: v for k, v in self.to_dict().items() if not (k in ADDED and v == ADDED[k])}

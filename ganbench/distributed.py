@@ -50,6 +50,23 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+def check_suite(suite) -> None:
+    """Before any work: every setting's networks, built on the meta device, can be converted for
+    data parallelism (``sync_batch_norm``); a model that cannot is a one-line error on every rank."""
+    from ganbench.data import DATASETS
+    from ganbench.models import MODELS
+
+    for label, cfg in suite.settings:
+        dataset = DATASETS[cfg.dataset](cfg)  # outside the meta device: datasets are loaded once and kept
+        with torch.device("meta"):
+            nets = MODELS[cfg.model](cfg, dataset)
+        try:
+            for net in nets:
+                sync_batch_norm(net)
+        except UserError as e:
+            raise UserError(f"{label}: model {cfg.model!r}: {e}") from None
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -158,9 +175,10 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     runs on CPU processes (gloo) as well as GPUs.
     """
 
+    replaces = torch.nn.BatchNorm2d  # the batch norm it stands for, whose input checks it keeps
+
     def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
+        self.replaces._check_input_dim(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
@@ -173,10 +191,8 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
                 factor = 1.0 / float(self.num_batches_tracked)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        xf = x.float()  # statistics in float32 under bf16 autocast too
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
-        dist.all_reduce(count)
-        n = float(count)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32 under autocast
+        n = x.numel() / x.shape[1] * world_size()  # the slices are equal (``shard``)
         mean = _SumOverRanks.apply(xf.sum(dims)) / n
         centred = xf - mean.view(shape)
         var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
@@ -191,20 +207,26 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
+_PLAIN_BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+
+
 def sync_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` with every batch norm replaced by a ``SyncBatchNorm`` sharing its parameters and
-    buffers (in place; returned for convenience). Without batch norm, ``module`` is unchanged."""
+    buffers (children in place). A subclass of batch norm (a plug-in's conditional batch norm, say)
+    has behaviour of its own that cannot be kept: it is a one-line error."""
+    if type(module) in _PLAIN_BATCH_NORMS:
+        sync = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                             module.track_running_stats, device="meta")
+        sync.replaces = type(module)
+        sync.weight, sync.bias = module.weight, module.bias
+        for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(sync, buffer, getattr(module, buffer))
+        return sync.train(module.training)
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNorm):
+        raise UserError(f"{type(module).__name__} is a batch norm of its own, which cannot be synchronised over "
+                        "processes under torchrun; run it in one process")
     for name, child in module.named_children():
-        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(child, SyncBatchNorm):
-            sync = SyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                 child.track_running_stats, device="meta")
-            sync.weight, sync.bias = child.weight, child.bias
-            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
-                setattr(sync, buffer, getattr(child, buffer))
-            sync.train(child.training)
-            setattr(module, name, sync)
-        else:
-            sync_batch_norm(child)
+        setattr(module, name, sync_batch_norm(child))
     return module
 
 

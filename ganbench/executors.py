@@ -317,8 +317,8 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
         old = json.loads(path.read_text())
         key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
         new = planned.get(key)
-        if old.get("suite") == suite.name and new is not None and new.run_id != path.parent.name:
-            diff = config_diff(old["config"], new.to_dict())
+        diff = config_diff(old["config"], new.to_dict()) if new is not None else []
+        if old.get("suite") == suite.name and new is not None and new.run_id != path.parent.name and diff:
             raise UserError(f"--resume: run {path.parent.name} ({key[0]}, {key[1]}, seed {key[2]}) was started "
                             f"with another config: {'; '.join(diff)}")
 
@@ -371,7 +371,7 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
     """
     dataset = DATASETS[cfg.dataset](cfg)
     metrics = resolve_metrics(cfg.metrics, dataset)
-    run_id = digest({"config": cfg.to_dict(), "source": source.get("sha256", "")})
+    run_id = digest({"config": cfg.identity(), "source": source.get("sha256", "")})
     t0 = time.perf_counter()
     try:
         values, status, reason = compute_metrics(samples, dataset, metrics), "ok", None

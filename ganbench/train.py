@@ -70,12 +70,14 @@ def check_generator(g: nn.Module, cfg: RunConfig, dataset, device: torch.device,
 
 
 def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A context factory for the training forward passes: bf16 autocast, or nothing for fp32.
+    """A context factory for the training forward passes: bf16 autocast, or autocast off for fp32.
 
     Under bf16 the convolutions and matrix products run in bfloat16 while the weights, gradients,
     optimiser state, losses and everything evaluated stay float32.
     """
-    if cfg.precision == "fp32":
+    if cfg.precision == "fp32":  # off even inside a caller's autocast
+        if device.type in ("cpu", "cuda"):
+            return lambda: torch.autocast(device.type, enabled=False)
         return contextlib.nullcontext
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}; use fp32")

@@ -119,6 +119,21 @@ def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "steps" in err and "another config" in err
 
 
+def test_cli_resume_passes_an_unfinished_run_of_the_same_config_under_another_id(tmp_path, capsys):
+    """A run folder whose id was hashed differently (an older scheme) but whose config is the one
+    planned is no conflict: nothing differs, so nothing is refused."""
+    out = tmp_path / "res"
+    base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
+            "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--set", "steps=20"]
+    assert main(base) == 0
+    run = next((out / "runs").iterdir())
+    torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
+    run.rename(run.with_name("0123456789ab"))
+    (out / "results.jsonl").unlink()
+    assert main(base + ["--resume"]) == 0
+    assert {r["run_id"] for r in load_rows(out)} == {run.name}
+
+
 def _quality(out):
     rows = [r for r in load_rows(out) if r["final"]]
     return sorted((r["metric"], r["value"]) for r in rows)

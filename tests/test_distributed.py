@@ -34,6 +34,13 @@ def _join(rank: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{os.path.join(out, 'rendezvous')}", rank=rank, world_size=2)
 
 
+def _leave() -> None:
+    """End a worker whose results are on disk without the interpreter's teardown: in a spawned gloo
+    worker that has trained, a C++ destructor at exit sometimes calls std::terminate (SIGABRT),
+    which would fail the test after everything it checks has been computed and saved."""
+    os._exit(0)
+
+
 def _features() -> torch.Tensor:
     g = torch.Generator().manual_seed(7)
     # an offset mean makes a naive sum-of-squares covariance lose digits; the reduction must not
@@ -76,6 +83,7 @@ def _worker(rank: int, out: str) -> None:
                    os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+    _leave()
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
@@ -186,6 +194,7 @@ def _bn_worker(rank: int, out: str) -> None:
                     "train": results}, os.path.join(out, f"bn{rank}.pt"))
     finally:
         dist.destroy_process_group()
+    _leave()
 
 
 def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_path):
@@ -238,6 +247,42 @@ def test_sync_batch_norm_outside_a_group_is_batch_norm():
         bn.train()
     torch.testing.assert_close(_bn_step(synced[1], x, w)[:2], _bn_step(reference, x, w)[:2], rtol=0, atol=0)
     assert torch.equal(synced[1].running_mean, reference.running_mean)
+    top = distributed.sync_batch_norm(torch.nn.BatchNorm1d(3))  # a batch norm by itself is converted too
+    assert isinstance(top, distributed.SyncBatchNorm)
+    with pytest.raises(ValueError, match="expected 2D or 3D input"):  # and keeps its own input checks
+        top(torch.zeros(2, 3, 4, 4))
+
+
+class ConditionalBatchNorm(torch.nn.BatchNorm2d):
+    def forward(self, x, y):
+        return super().forward(x) * (1 + y.view(-1, 1, 1, 1))
+
+
+def test_a_batch_norm_of_its_own_is_refused_before_torchrun_starts():
+    from ganbench.config import suite_from_dict
+    from ganbench.errors import UserError
+    from ganbench.models import MODELS
+    from ganbench.models.dcgan import dcgan
+
+    with pytest.raises(UserError, match="ConditionalBatchNorm is a batch norm of its own"):
+        distributed.sync_batch_norm(torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), ConditionalBatchNorm(3)))
+
+    def suite(model):
+        return suite_from_dict({"name": "t", "settings": [{"label": "x", "model": model, "dataset": "digits",
+                                                           "width": 8}]}, "t.toml", {}, [0])
+
+    distributed.check_suite(suite("dcgan"))  # plain batch norm: converted
+
+    def conditional(cfg, dataset):
+        g, d = dcgan(cfg, dataset)
+        return g, torch.nn.Sequential(d, ConditionalBatchNorm(1))
+
+    MODELS.register("cbn-test", conditional)
+    try:
+        with pytest.raises(UserError, match="x: model 'cbn-test': ConditionalBatchNorm is a batch norm of its own"):
+            distributed.check_suite(suite("cbn-test"))
+    finally:
+        MODELS.pop("cbn-test", None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,6 +336,7 @@ def _eval_worker(rank: int, out: str) -> None:
                    os.path.join(out, f"eval{rank}.pt"))
     finally:
         dist.destroy_process_group()
+    _leave()
 
 
 def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, monkeypatch, inception_weights):
