@@ -30,6 +30,16 @@ def key_of(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def tensor_digest(*tensors) -> str:
+    """sha256 of tensors' dtypes, shapes and contents: the key of data a cache entry was computed from."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def cached_arrays(kind: str, doc: dict, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` once per distinct ``doc``; later calls read ``cache_dir()/kind/<hash>.npz``."""
     from ganbench.store import atomic_write_bytes, atomic_write_json

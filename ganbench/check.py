@@ -137,6 +137,13 @@ def _check_protocols(new: pd.DataFrame, baseline: pd.DataFrame) -> None:
                         "under the baseline's protocol")
 
 
+def check(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0) -> tuple[str, bool]:
+    """The rule of ``ganbench check``: the verdict text, with the entries that were not compared,
+    and whether any setting regressed."""
+    verdicts = compare(df, baseline, k=k)
+    return verdict_text(verdicts, not_compared(df, baseline)), bool((verdicts["verdict"] != "ok").any())
+
+
 def not_compared(df: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
     """Baseline entries without new results, and new settings without a baseline entry."""
     new = summarize(df)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbench.cache import cache_dir
+from ganbench.cache import cache_dir, tensor_digest
 from ganbench.errors import UserError
 from ganbench.seeding import make_generator, seeded_init
 
@@ -72,15 +72,6 @@ class TrainedClassifier:
     @property
     def provenance(self) -> dict:
         return {"classifier": self.key, "classifier_test_accuracy": self.test_accuracy}
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
 
 
 def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int) -> DigitClassifier:

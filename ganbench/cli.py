@@ -150,16 +150,16 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    if args.threads and not executor.parallel:  # a pool or Ray sets each worker's threads itself
+        import torch
+
+        torch.set_num_threads(args.threads)
     if distributed.launched():  # under torchrun: one data-parallel run at a time over all processes
         if executor.parallel or args.resume:
             raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
                             "are not available")
         distributed.check_suite(suite)
         device = distributed.init(device)
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         if not distributed.is_main():  # rank 0 writes the results; the others write to a scratch folder
             with tempfile.TemporaryDirectory(prefix=f"ganbench-rank{distributed.rank()}-") as scratch:
                 set_deterministic(device)
@@ -167,10 +167,6 @@ def cmd_run(args) -> int:
                                      checkpoint_every=args.checkpoint_every)
             return 1 if any(o.status == "failed" for o in outcomes) else 0
     set_deterministic(device)
-    if args.threads and not executor.parallel:
-        import torch
-
-        torch.set_num_threads(args.threads)
     n = len(suite.runs())
     where = {"local": f"{args.jobs} processes" if args.jobs > 1 else str(device), "ray": "Ray"}[args.executor]
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")
@@ -228,7 +224,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ganbench.check import compare, load_baseline, not_compared, verdict_text, write_baseline
+    from ganbench.check import check, load_baseline, write_baseline
     from ganbench.store import load_results
 
     if not (args.k > 0 and args.k != float("inf")):  # also refuses nan
@@ -238,10 +234,9 @@ def cmd_check(args) -> int:
         write_baseline(df, Path(args.update))
         print(f"baseline written to {args.update}")
         return 0
-    baseline = load_baseline(Path(args.baseline))
-    verdicts = compare(df, baseline, k=args.k)
-    print(verdict_text(verdicts, not_compared(df, baseline)))
-    return 1 if (verdicts["verdict"] != "ok").any() else 0
+    text, regressed = check(df, load_baseline(Path(args.baseline)), k=args.k)
+    print(text)
+    return 1 if regressed else 0
 
 
 def cmd_list(args) -> int:
@@ -287,8 +282,6 @@ def _inception_weights(args) -> None:
     """--inception-weights FILE: checked here, then read by ganbench.inception from the environment."""
     path = getattr(args, "inception_weights", None)
     if path:
-        import os
-
         from ganbench.inception import ENV_WEIGHTS
 
         if not Path(path).is_file():

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ganbench import distributed
-from ganbench.cache import cached_arrays
-from ganbench.classifier import TrainedClassifier, get_classifier, tensor_digest
+from ganbench.cache import cached_arrays, tensor_digest
+from ganbench.classifier import TrainedClassifier, get_classifier
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.inception import check_same_size
@@ -33,7 +33,6 @@ class DomainFeatures:
     real: np.ndarray  # (M, 128) float64 features of the reference split
     real_labels: np.ndarray  # (M,) int64 true labels of the reference split
     num_classes: int
-    provenance: dict  # classifier hash and test accuracy, reference split and size
     memo: dict = field(default_factory=dict, repr=False, compare=False)  # results shared by several metrics
 
 
@@ -72,8 +71,11 @@ def _reference_split(dataset) -> tuple[str, torch.Tensor, torch.Tensor]:
     return dataset.eval_split, images, labels
 
 
-def _reference(dataset, clf: TrainedClassifier) -> dict[str, np.ndarray]:
-    """Features of the real reference split, cached under every input that changes them."""
+@functools.lru_cache(maxsize=8)
+def _reference(dataset) -> dict[str, np.ndarray]:
+    """Features of the real reference split, cached under every input that changes them (and kept
+    in memory, so that evaluations during training neither hash the split nor read the file again)."""
+    clf = classifier_for(dataset)
     split, images, labels = _reference_split(dataset)
     doc = {"kind": "domain-reference", "extractor": "domain", "classifier": clf.key, "dataset": dataset.name,
            "split": split, "n": len(images), "data": tensor_digest(images, labels), "preprocessing": PREPROCESSING}
@@ -85,12 +87,12 @@ def _reference(dataset, clf: TrainedClassifier) -> dict[str, np.ndarray]:
     return cached_arrays("reference", doc, compute)
 
 
+BATCH = 500  # images per classifier call
+
+
 def features_and_probs(clf: TrainedClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``clf(images)``, under torchrun split by batches over the processes."""
     return distributed.map_batches(clf, images, BATCH)
-
-
-BATCH = 500  # images per classifier call
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,9 +111,8 @@ def domain_features(samples: torch.Tensor, dataset) -> DomainFeatures:
     clf = classifier_for(dataset)
     check_same_size(tuple(samples.shape[1:]), tuple(dataset.shape))
     feats, probs = features_and_probs(clf, samples)
-    ref = _reference(dataset, clf)
-    return DomainFeatures(feats.numpy(), probs.numpy(), ref["features"], ref["labels"], clf.num_classes,
-                          dict(provenance(dataset)))
+    ref = _reference(dataset)
+    return DomainFeatures(feats.numpy(), probs.numpy(), ref["features"], ref["labels"], clf.num_classes)
 
 
 domain_features.provenance = provenance
@@ -120,7 +121,6 @@ domain_features.provenance = provenance
 @dataclass(frozen=True)
 class StackedLabels:
     triples: np.ndarray  # (N,) int64: 100 * d0 + 10 * d1 + d2 as the classifier reads the channels
-    provenance: dict
 
 
 @FEATURES.register("stacked")
@@ -132,7 +132,7 @@ def stacked_labels(samples: torch.Tensor, dataset) -> StackedLabels:
     clf = classifier_for(dataset)
     digits = [features_and_probs(clf, samples[:, c : c + 1])[1].argmax(1) for c in range(3)]
     triples = (100 * digits[0] + 10 * digits[1] + digits[2]).numpy()
-    return StackedLabels(triples, stacked_provenance(dataset))
+    return StackedLabels(triples)
 
 
 def stacked_provenance(dataset) -> dict:

@@ -317,8 +317,10 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
         old = json.loads(path.read_text())
         key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
         new = planned.get(key)
-        diff = config_diff(old["config"], new.to_dict()) if new is not None else []
-        if old.get("suite") == suite.name and new is not None and new.run_id != path.parent.name and diff:
+        if old.get("suite") != suite.name or new is None or new.run_id == path.parent.name:
+            continue
+        diff = config_diff(old["config"], new.to_dict())
+        if diff:  # the same config under another id (an older scheme) is no conflict
             raise UserError(f"--resume: run {path.parent.name} ({key[0]}, {key[1]}, seed {key[2]}) was started "
                             f"with another config: {'; '.join(diff)}")
 

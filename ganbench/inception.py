@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganbench import distributed
-from ganbench.cache import cached_arrays
+from ganbench.cache import cached_arrays, tensor_digest
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
 
@@ -57,7 +57,7 @@ def default_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
-def resolve_weights(path: str | os.PathLike | None = None, download: bool = True) -> Path:
+def resolve_weights(path: str | os.PathLike | None = None) -> Path:
     """The weights file to use: the argument, the environment variable, the hub cache, or a download."""
     given = path or os.environ.get(ENV_WEIGHTS)
     if given:
@@ -69,8 +69,6 @@ def resolve_weights(path: str | os.PathLike | None = None, download: bool = True
         return target
     hint = (f"Inception weights {WEIGHTS_FILE} are missing: download {weights_url()} and put it at {target} "
             f"(or pass --inception-weights FILE, or set {ENV_WEIGHTS})")
-    if not download:
-        raise UserError(hint)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(weights_url(), str(target), progress=False)
@@ -122,7 +120,7 @@ class InceptionFeatures:
     name = "inception-v3-compat"
 
     def __init__(self, weights: str | os.PathLike | None = None, device: torch.device | str = "cpu",
-                 batch_size: int = 64, allow_other_weights: bool | None = None, fold_bn: bool = True):
+                 batch_size: int = 64, allow_other_weights: bool | None = None):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         path = resolve_weights(weights)
@@ -131,8 +129,7 @@ class InceptionFeatures:
         self.device = torch.device(device)
         self.batch_size = batch_size
         net = FeatureExtractorInceptionV3(self.name, list(LAYERS), feature_extractor_weights_path=str(path))
-        if fold_bn:
-            fold_batch_norm(net)
+        fold_batch_norm(net)
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
 
     def batches(self, images: torch.Tensor, progress: bool = False) -> Iterator[dict[str, torch.Tensor]]:
@@ -249,21 +246,17 @@ class InceptionSet:
     fake: np.ndarray  # (N, 2048) float32 pool features of the generated images
     fake_logits: np.ndarray  # (N, 1008) float32 logits without bias (Inception Score)
     real: np.ndarray  # (M, 2048) float32 pool features of the reference images
-    provenance: dict
     memo: dict = field(default_factory=dict, repr=False)  # results shared by several metrics
 
 
-def _digest(images: torch.Tensor) -> str:
-    t = images.detach().cpu().contiguous()
-    return hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes()).hexdigest()
-
-
+@functools.lru_cache(maxsize=8)
 def reference_features(dataset, net: InceptionFeatures) -> np.ndarray:
-    """(M, 2048) pool features of the first ``NUM_REAL`` reference images, cached by content."""
+    """(M, 2048) pool features of the first ``NUM_REAL`` reference images, cached by content (and
+    kept in memory, so that evaluations during training neither hash the images nor read the file again)."""
     images, _ = dataset.real_images()
     images = images[:NUM_REAL]
     doc = {"kind": "inception-reference", "dataset": dataset.name, "split": dataset.eval_split, "n": len(images),
-           "data": _digest(images), "extractor": net.name, "weights_sha256": net.weights_sha256,
+           "data": tensor_digest(images), "extractor": net.name, "weights_sha256": net.weights_sha256,
            "preprocessing": PREPROCESSING, "version": VERSION}
     return cached_arrays("reference", doc, lambda: {"features": net(images, progress=True)["2048"].numpy()})["features"]
 
@@ -293,7 +286,7 @@ def inception_features(samples: torch.Tensor, dataset) -> InceptionSet:
     net = extractor()
     real = reference_features(dataset, net)
     out = net(samples, progress=True)
-    return InceptionSet(out["2048"].numpy(), out["logits_unbiased"].numpy(), real, provenance(dataset))
+    return InceptionSet(out["2048"].numpy(), out["logits_unbiased"].numpy(), real)
 
 
 inception_features.provenance = provenance

@@ -227,7 +227,8 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
                     continue
                 yield outcome(label, cfg, result)
             if mistake is not None:
-                yield from _finished_before(mistake, pending, outcome)
+                done = [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]
+                yield from _record_then_stop(mistake, [(*pending.pop(f)[:2], f.result()) for f in done], outcome)
     except BaseException:  # a mistake in a run (UserError), Ctrl-C, or the caller stopped: stop the workers now
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
@@ -236,12 +237,12 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
     pool.shutdown(wait=True)
 
 
-def _finished_before(mistake: str, pending: dict, outcome) -> Iterator:
-    """The outcomes of the runs that finished while a run's mistake was being handled, then the mistake."""
-    for fut in [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]:
-        label, cfg, _ = pending.pop(fut)
-        if fut.result()[0] == "done":
-            yield outcome(label, cfg, fut.result())
+def _record_then_stop(mistake: str, finished, outcome) -> Iterator:
+    """The outcomes of the runs that finished, ``(label, cfg, result)``, while a run's mistake was
+    being handled; then the mistake, which stops the suite."""
+    for label, cfg, result in finished:
+        if result[0] == "done":
+            yield outcome(label, cfg, result)
     raise UserError(mistake)
 
 
@@ -320,18 +321,20 @@ def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> I
                     result = ("done", failed(label, cfg, suite, device, f"Ray task died: {one_line(e)}"), {})
                 if result[0] == "user":  # stops the suite, once the tasks already finished are recorded
                     done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0) if refs else ([], [])
-                    for other in done:
-                        other_label, other_cfg = refs.pop(other)
-                        try:
-                            other_result = ray.get(other)
-                        except Exception:  # noqa: BLE001 - died: nothing to record before stopping
-                            continue
-                        if other_result[0] == "done":
-                            yield outcome(other_label, other_cfg, other_result)
-                    raise UserError(result[1])
+                    yield from _record_then_stop(result[1], _ray_results(ray, refs, done), outcome)
                 yield outcome(label, cfg, result)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def _ray_results(ray, refs: dict, done: list) -> Iterator:
+    """(label, cfg, result) of the finished tasks ``done``; a task that died has nothing to record."""
+    for ref in done:
+        label, cfg = refs.pop(ref)
+        try:
+            yield label, cfg, ray.get(ref)
+        except Exception:  # noqa: BLE001 - its process or node died
+            continue

@@ -17,11 +17,7 @@ from ganbench.store import atomic_write_bytes  # noqa: E402
 
 def scatter_2d(samples: torch.Tensor, dataset, path: Path, title: str = "") -> None:
     """Save ``scatter_figure`` as a PNG file."""
-    fig = scatter_figure(samples, dataset, title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png_bytes(scatter_figure(samples, dataset, title)))
 
 
 def scatter_figure(samples: torch.Tensor, dataset, title: str = ""):
@@ -111,6 +107,7 @@ def _short(text: str, width: int = 28) -> str:
 
 
 def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)

@@ -13,16 +13,11 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ganbench.errors import UserError
+from ganbench.errors import UserError, one_line
 
 ENTRY_POINT_GROUPS = ("ganbench.models", "ganbench.datasets", "ganbench.losses", "ganbench.metrics")
 
 _loaded: dict[str, str] = {}  # plug-in -> sha256 of its source ("" when unknown)
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def load_plugin(spec: str):
@@ -51,9 +46,9 @@ def load_plugin(spec: str):
     except UserError:
         raise
     except ModuleNotFoundError as e:
-        raise UserError(f"plug-in {spec!r}: {_describe(e)}") from None
+        raise UserError(f"plug-in {spec!r}: {one_line(e)}") from None
     except Exception as e:  # the plug-in's own error, reported on one line
-        raise UserError(f"plug-in {spec!r} failed to import: {_describe(e)}") from None
+        raise UserError(f"plug-in {spec!r} failed to import: {one_line(e)}") from None
     _loaded[spec] = digest
     return module
 
@@ -73,7 +68,7 @@ def load_entry_points() -> None:
             try:
                 ep.load()
             except Exception as e:
-                raise UserError(f"entry point {ep.name!r} ({ep.value}) failed to load: {_describe(e)}") from None
+                raise UserError(f"entry point {ep.name!r} ({ep.value}) failed to load: {one_line(e)}") from None
             _loaded[ep.value] = ""
 
 

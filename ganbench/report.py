@@ -22,7 +22,8 @@ import pandas as pd
 import ganbench
 from ganbench.errors import UserError
 from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench.tables import comparison_tables, final_rows, legend_lines, summarize, to_html, to_markdown
+from ganbench.tables import (comparison_tables, final_rows, legend_lines, md_escape, metric_column, summarize,
+                             to_html, to_markdown)
 
 LOSSES = ["d_loss", "g_loss"]
 
@@ -91,9 +92,10 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("h3", "Per metric: mean, 95% interval and rank")
     r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "
                "interval lies entirely on the better side of this one's (overlapping intervals are never ordered by each other).")
-    r.add("table", table=_detail(summarize(df)))
-    _bars(r, summarize(df), colors)
-    _curves(r, df, Path(out), colors)
+    s = summarize(df)
+    r.add("table", table=_detail(s))
+    _bars(r, s, colors)
+    _curves(r, df, final, Path(out), colors)
     _samples(r, final, Path(out))
     r.add("h2", "Runs")
     r.add("p", "The scale each setting ran at: seeds, generator steps and suite.")
@@ -115,7 +117,7 @@ def _num(v, digits: int = 4) -> str:
 def _detail(s: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": s["dataset"], "setting": s["label"],
-        "metric": s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"}),
+        "metric": metric_column(s["metric"], s["higher_is_better"]),
         "protocol": s["protocol_id"], "mean": s["mean"].map(_num), "std": s["std"].map(_num),
         "95% interval": [("—" if pd.isna(h) else f"[{m - h:.4g}, {m + h:.4g}]") if not pd.isna(m) else "—"
                          for m, h in zip(s["mean"], s["ci95"])],
@@ -137,7 +139,7 @@ def _bars(r: Report, s: pd.DataFrame, colors: dict) -> None:
     from ganbench.plots import bars_figure
 
     r.add("h2", "Main metrics with 95% intervals")
-    s = s.assign(column=s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"}))
+    s = s.assign(column=metric_column(s["metric"], s["higher_is_better"]))
     multi = s.groupby(["dataset", "metric"])["protocol_id"].transform("nunique") > 1
     s["setting"] = s["label"] + s["protocol_id"].where(multi, "").map(lambda p: f" [{p}]" if p else "")
     for dataset, g in s.groupby("dataset", sort=False):
@@ -150,7 +152,7 @@ def _band(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": v.mean(), "low": v.min(), "high": v.max()}).reset_index()
 
 
-def _curves(r: Report, df: pd.DataFrame, out: Path, colors: dict) -> None:
+def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors: dict) -> None:
     from ganbench.plots import curves_figure
 
     r.add("h2", "Training curves")
@@ -158,8 +160,7 @@ def _curves(r: Report, df: pd.DataFrame, out: Path, colors: dict) -> None:
                "evaluations during training (eval_every) and the final one; losses from each run's history.csv.")
     ok = df[df["status"] == "ok"].copy()
     ok["value"] = pd.to_numeric(ok["value"], errors="coerce")
-    final = final_rows(df)
-    ok["metric"] = ok["metric"] + " " + ok["higher_is_better"].astype(bool).map({True: "↑", False: "↓"})
+    ok["metric"] = metric_column(ok["metric"], ok["higher_is_better"])
     for dataset, g in ok.groupby("dataset", sort=False):
         metrics = list(dict.fromkeys(g["metric"]))
         curves: dict = {}
@@ -353,5 +354,5 @@ def render_markdown(report: Report, path: Path) -> str:
 
 def _md_text(text: str) -> str:
     """Paragraph text with HTML and Markdown's own markup characters neutralised."""
-    text = re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text, quote=False))
+    text = md_escape(text, quote=False)
     return "\\" + text if text.startswith(("#", "-", "+", ">")) else text

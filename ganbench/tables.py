@@ -222,7 +222,7 @@ def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: lis
     if base:
         s, more = significance(s, final, base, test)
         notes += more
-    s["column"] = s["metric"] + " " + s["higher_is_better"].map({True: "↑", False: "↓"})
+    s["column"] = metric_column(s["metric"], s["higher_is_better"])
     digits = s.groupby("column")["mean"].transform(_decimals)
     s["cell"] = [_fmt(m, sd, d) for m, sd, d in zip(s["mean"], s["std"], digits)]
     # Values under a protocol other than the one most entries of their dataset and metric share
@@ -232,13 +232,14 @@ def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: lis
     cells = s.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
     metric_cols = list(dict.fromkeys(s["column"]))
     columns = []
+    if base:
+        s["vs"] = [_test_cell(r) for _, r in s.iterrows()]
     for c in metric_cols:
         columns.append(c)
         if base:
             name = f"{c.rsplit(' ', 1)[0]} vs baseline"
-            s[name] = [_test_cell(r) for _, r in s.iterrows()]
-            tests = s[s["column"] == c].pivot_table(index=index, values=name, aggfunc="first", sort=False)
-            cells = cells.join(tests)
+            tests = s[s["column"] == c].pivot_table(index=index, values="vs", aggfunc="first", sort=False)
+            cells = cells.join(tests.rename(columns={"vs": name}))
             columns.append(name)
     counts = s.groupby(index, sort=False).agg(n=("n", "max"), diverged=("diverged", "max"))
     table = counts.join(cells).join(_run_columns(final)).reset_index()
@@ -311,13 +312,23 @@ def legend(table: pd.DataFrame, gap_metrics: list[str] | None = None) -> list[st
     return lines
 
 
+def metric_column(metric: pd.Series, higher_is_better: pd.Series) -> pd.Series:
+    """``fid ↓``: each metric's name with the direction that is better."""
+    return metric + " " + higher_is_better.astype(bool).map({True: "↑", False: "↓"})
+
+
+def md_escape(text: str, quote: bool = True) -> str:
+    """Text for Markdown that a renderer turns into HTML: HTML and Markdown's markup characters neutralised."""
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text, quote=quote))
+
+
 def to_markdown(table: pd.DataFrame, escape_html: bool = False) -> str:
     """A pipe table; ``|`` in cells is escaped. With ``escape_html`` (Markdown that a renderer turns
     into HTML) also <, >, & and quotes, Markdown's markup characters and line breaks."""
     def esc(v) -> str:
         text = " ".join(str(v).splitlines())
         if escape_html:
-            return re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text))
+            return md_escape(text)
         return text.replace("|", "\\|")
     cols = [esc(c) for c in table.columns]
     cells = [[esc(v) for v in row] for row in table.itertuples(index=False)]
@@ -383,8 +394,12 @@ def comparison_tables(df: pd.DataFrame, baseline: str | None = None, metrics: li
 
     ``baseline`` and ``metrics`` are checked against the whole folder; a block is tested against
     the baseline where the baseline has runs, and shows those of ``metrics`` it has."""
-    if baseline or metrics:
-        comparison_table(df, baseline, metrics, test)  # unknown or ambiguous names: one error
+    if metrics or baseline:  # unknown or ambiguous names: one error, as comparison_table would give
+        s = _select_metrics(summarize(df), metrics)
+        if baseline:
+            resolve_baseline(s, baseline)
+            if test not in TESTS:
+                raise UserError(f"unknown test {suggest(test, TESTS)}")
     out = []
     for part in blocks(df):
         names = set(part["metric"])

@@ -168,7 +168,7 @@ def train(
                 d_loss = loss.d(d_real, d_fake)
                 if loss.penalty:
                     # conditional critics are penalised at the real labels
-                    critic = (lambda x: d(x, y_real).float()) if cond else (lambda x: d(x).float())
+                    critic = lambda x: D(x, y_real).float()  # noqa: E731
                     # the full batch's weights, then this rank's slice: the same draws as one process
                     eps = distributed.shard(mixing_weights(len(batch[0]), real, noise))
                     d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake.float(), eps)

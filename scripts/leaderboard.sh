@@ -74,7 +74,5 @@ if not any(Path(spec.split("=", 1)[0]).stem == "toy" for spec in sys.argv[2:]):
            "2-core CPU) is not part of this leaderboard; `scripts/leaderboard.sh --toy` adds it.", ""]
 atomic_write_text(out / "leaderboard.md", "\n".join(md))
 atomic_write_text(out / "leaderboard.csv", pd.concat(csv).to_csv(index=False))
-for name in ("leaderboard.md", "leaderboard.csv"):
-    (out / name).chmod(0o644)
 print(f"wrote {out / 'leaderboard.md'} and {out / 'leaderboard.csv'}")
 PY
