@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metric", action="append", default=[], metavar="NAME", help="only this metric (repeatable)")
     t.add_argument("--test", default="welch", choices=["welch", "mannwhitney"],
                    help="significance test against --baseline (default: Welch's t-test)")
+    t.add_argument("--published", action="store_true",
+                   help="the published numbers of the folder's paper-... suites beside ganbench's, with verdicts")
 
     rp = sub.add_parser("report", help="write an HTML (or Markdown) report: tables, plots, samples, provenance")
     rp.add_argument("dir", help="results folder")
@@ -208,9 +210,15 @@ def cmd_eval(args) -> int:
 
 def cmd_table(args) -> int:
     from ganbench.store import load_results
-    from ganbench.tables import render
+    from ganbench.tables import render, render_published
 
-    print(render(load_results(Path(args.dir)), args.format, args.baseline, args.metric, args.test))
+    df = load_results(Path(args.dir))
+    if args.published:
+        if args.baseline or args.metric:
+            raise UserError("--published shows every published number; it takes no --baseline or --metric")
+        print(render_published(df, args.format))
+    else:
+        print(render(df, args.format, args.baseline, args.metric, args.test))
     return 0
 
 

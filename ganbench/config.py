@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from ganbench.errors import UserError, suggest as _suggest
+from ganbench.published import parse_published
 
 SUITE_DIRS = (Path(__file__).resolve().parent.parent / "baselines", Path.cwd() / "baselines")
 
@@ -58,6 +59,15 @@ class RunConfig:
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
+    activation: str = ""  # MLP hidden units: "relu", "leaky_relu" (0.2) or "tanh" in G and D; "": ReLU in G, LeakyReLU in D
+    init: str = "default"  # MLP weights: "default" (PyTorch's) or "orthogonal" (scaled by init_gain, zero biases)
+    init_gain: float = 1.0  # gain of the orthogonal initialisation
+    g_batch_norm: bool = False  # batch norm after every hidden layer of the MLP generator
+    d_width: int = 0  # discriminator hidden units (MLP) or base channels (CNN); 0: same as width
+    d_depth: int = 0  # hidden layers of the MLP discriminator; 0: same as depth
+    maxout: int = 0  # pieces of each maxout unit in the MLP discriminator's hidden layers; 0: no maxout
+    pack: int = 1  # PacGAN: the discriminator judges packs of this many samples at once
+    unroll_steps: int = 0  # Unrolled GAN: look-ahead discriminator updates the generator's loss goes through
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -96,9 +106,14 @@ class RunConfig:
 
 
 _HINTS = typing.get_type_hints(RunConfig)
-ADDED = {"precision": "fp32"}  # fields added after results were first recorded, with their defaults
-_POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth")
-_NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip")
+# fields added after results were first recorded, with their defaults
+ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
+         "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0}
+_POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
+_NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
+                 "d_width", "d_depth", "unroll_steps")
+ACTIVATIONS = ("", "relu", "leaky_relu", "tanh")
+INITS = ("default", "orthogonal")
 _OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("fp32", "bf16")
 
@@ -159,6 +174,14 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'optimizer': unknown optimizer {_suggest(cfg.optimizer, _OPTIMIZERS)}")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"config key 'precision': unknown precision {_suggest(cfg.precision, PRECISIONS)}")
+    if cfg.activation not in ACTIVATIONS:
+        raise UserError(f"config key 'activation': unknown activation {_suggest(cfg.activation, ACTIVATIONS[1:])}")
+    if cfg.init not in INITS:
+        raise UserError(f"config key 'init': unknown initialisation {_suggest(cfg.init, INITS)}")
+    if cfg.maxout == 1 or cfg.maxout < 0:
+        raise UserError(f"config key 'maxout' must be 0 (off) or at least 2 pieces, got {cfg.maxout!r}")
+    if cfg.batch_size % cfg.pack:
+        raise UserError(f"config key 'batch_size' ({cfg.batch_size}) must be a multiple of pack ({cfg.pack})")
     for key in ("model", "loss", "dataset"):
         if not getattr(cfg, key):
             raise UserError(f"config key {key!r} must not be empty")
@@ -214,13 +237,18 @@ class Suite:
     seeds: tuple[int, ...]
     settings: tuple[tuple[str, RunConfig], ...]  # (label, config with seed 0)
     path: str = ""
+    citation: str = ""  # the paper whose protocol a ``paper-...`` suite follows
+    protocol: tuple[tuple[str, str], ...] = ()  # (aspect, the paper's choice) for details no config field holds
+    deviations: tuple[str, ...] = ()  # where ganbench's runs differ from the published protocol
+    published: tuple = ()  # ``published.Published`` rows: the paper's numbers for settings of this suite
 
     def runs(self) -> list[tuple[str, RunConfig]]:
         """Every (label, config) pair, settings in file order, seeds innermost."""
         return [(label, cfg.replace(seed=s)) for label, cfg in self.settings for s in self.seeds]
 
 
-_SUITE_KEYS = {"name", "description", "seeds", "defaults", "matrix", "settings"}
+_SUITE_KEYS = {"name", "description", "seeds", "defaults", "matrix", "settings",
+               "citation", "protocol", "deviations", "published"}
 _SETTING_EXTRA = {"label"}
 
 
@@ -290,12 +318,28 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
     ids = [cfg.run_id for _, cfg in settings]
     if len(set(ids)) != len(ids):
         raise UserError(f"{where}: two settings give the same config")
+    protocol = doc.get("protocol", {})
+    deviations = doc.get("deviations", [])
+    if not isinstance(protocol, dict) or not all(isinstance(v, str) for v in protocol.values()):
+        raise UserError(f"{where}: protocol must be a table of aspect = \"text\"")
+    if not isinstance(deviations, list) or not all(isinstance(v, str) for v in deviations):
+        raise UserError(f"{where}: deviations must be a list of strings")
+    published = parse_published(doc.get("published", []), where)
+    labels = {(label, cfg.dataset) for label, cfg in settings}
+    for i, pub in enumerate(published):
+        if (pub.setting, pub.dataset) not in labels:
+            raise UserError(f"{where}: published[{i}] names setting {pub.setting!r} on {pub.dataset!r}, "
+                            "which the suite does not run")
     return Suite(
         name=str(doc.get("name", Path(where).stem)),
         description=str(doc.get("description", "")),
         seeds=tuple(seeds),
         settings=tuple(settings),
         path=where,
+        citation=str(doc.get("citation", "")),
+        protocol=tuple((str(k), v) for k, v in protocol.items()),
+        deviations=tuple(deviations),
+        published=published,
     )
 
 

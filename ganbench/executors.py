@@ -27,13 +27,13 @@ from ganbench.evaluate import (NonFiniteSamples, compute_metrics, generate, pref
                                resolve_metrics)
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
-from ganbench.models import MODELS, is_conditional
+from ganbench.models import MODELS, check_options, is_conditional
 from ganbench.monitor import stability
 from ganbench.plots import scatter_2d
 from ganbench.samples import check_output, save_generator
 from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
 from ganbench.tensorboard import TensorBoardLogger, log_dir as tb_dir, require as require_tensorboard
-from ganbench.train import train
+from ganbench.train import check_step, train
 
 
 @dataclass
@@ -69,6 +69,7 @@ def check_models(cfg: RunConfig, dataset) -> None:
     (say, one that reads values in its forward) is probed on the CPU instead.
     """
     where = f"model {cfg.model!r} on dataset {cfg.dataset!r}"
+    check_options(cfg)
     try:
         _probe(cfg, dataset, torch.device("meta"))
     except UserError:
@@ -104,11 +105,13 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
         cond = is_conditional(g)
         if cond and not dataset.num_classes:
             raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
+        check_step(cfg, LOSSES[cfg.loss], cond)
         g.eval()
         d.eval()
         with torch.no_grad():
-            z = torch.zeros(2, cfg.z_dim)
-            y = torch.zeros(2, dtype=torch.long) if cond else None
+            n = 2 * cfg.pack  # a packed discriminator judges 2 packs
+            z = torch.zeros(n, cfg.z_dim)
+            y = torch.zeros(n, dtype=torch.long) if cond else None
             x = g(z, y) if cond else g(z)
             # the value range is checked on real numbers when training starts
             check_output(x, tuple(dataset.shape), bounded=False, where=f"model {cfg.model!r} generator")

@@ -22,8 +22,9 @@ import pandas as pd
 import ganbench
 from ganbench.errors import UserError
 from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench.tables import (comparison_tables, final_rows, legend_lines, md_escape, metric_column, summarize,
-                             to_html, to_markdown)
+from ganbench import published
+from ganbench.tables import (comparison_tables, final_rows, legend_lines, md_escape, metric_column, published_table,
+                             suites_of, summarize, to_html, to_markdown)
 
 LOSSES = ["d_loss", "g_loss"]
 
@@ -87,8 +88,9 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("h2", "Comparison")
     for table in tables:
         r.add("table", table=table)
-    for line in legend_lines(tables):
+    for line in legend_lines(tables) + published.legend(suites_of(df))[1:]:
         r.add("p", line)
+    _published(r, df)
     r.add("h3", "Per metric: mean, 95% interval and rank")
     r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "
                "interval lies entirely on the better side of this one's (overlapping intervals are never ordered by each other).")
@@ -102,6 +104,18 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("table", table=_runs(final))
     _provenance(r, df, final)
     return r
+
+
+def _published(r: Report, df: pd.DataFrame) -> None:
+    """Published numbers beside ganbench's, with verdicts, for the folder's paper suites."""
+    suites = [s for s in suites_of(df) if s.published]
+    if not suites:
+        return
+    r.add("h2", "Published results")
+    c = published_table(df, suites)
+    r.add("table", table=published.display(c))
+    for line in published.legend(suites):
+        r.add("p", line)
 
 
 def _colors(final: pd.DataFrame) -> dict:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ganbench import published
+from ganbench.config import Suite, available_suites, load_suite
 from ganbench.errors import UserError, suggest
 
 GROUP = ["dataset", "label", "model", "loss", "group_id"]
@@ -370,17 +372,53 @@ def to_html(table: pd.DataFrame) -> str:
 FORMATS = ("md", "csv", "latex", "html")
 
 
+def suites_of(df: pd.DataFrame) -> list[Suite]:
+    """The suites that made the rows and carry a citation (``paper-...`` suites), found by name."""
+    known = available_suites()
+    names = dict.fromkeys(df["suite"].dropna()) if "suite" in df.columns else {}
+    suites = [load_suite(str(known[name])) for name in names if name in known]
+    return [s for s in suites if s.citation]
+
+
+def published_table(df: pd.DataFrame, suites: list[Suite] | None = None) -> pd.DataFrame:
+    """``published.comparison`` of every paper suite in the rows (or of ``suites``), one table."""
+    suites = suites_of(df) if suites is None else suites
+    parts = [published.comparison(final_rows(df), s) for s in suites if s.published]
+    if not parts:
+        raise UserError("no published numbers for these results: run a paper-... suite "
+                        "(`ganbench list suites`) into this folder")
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["suites"] = suites
+    return out
+
+
+def render_published(df: pd.DataFrame, fmt: str = "md", suites: list[Suite] | None = None) -> str:
+    """Published numbers beside ganbench's with verdicts: csv keeps every number, the other formats
+    show text cells, the legend, and each suite's citation and deviations."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
+    c = published_table(df, suites)
+    if fmt == "csv":
+        return c.to_csv(index=False).rstrip("\n")
+    table, lines = published.display(c), published.legend(c.attrs["suites"])
+    if fmt == "md":
+        return to_markdown(table) + "\n\n" + "\n".join(lines)
+    if fmt == "latex":
+        return to_latex(table) + "\n" + "\n".join(f"% {line}" for line in lines)
+    return to_html(table) + "\n" + "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
+
 def render(df: pd.DataFrame, fmt: str = "md", baseline: str | None = None, metrics: list[str] | None = None,
            test: str = "welch") -> str:
     """The comparison table as text: ``md`` for people (with legend and notes), ``csv`` (one line
     per setting x metric with mean, std, ci95, n, rank and the tests) for programs, ``latex`` and
-    ``html`` for papers and pages."""
+    ``html`` for papers and pages. A paper suite's citation and deviations follow its table."""
     if fmt not in FORMATS:
         raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
     if fmt == "csv":
         return long_table(df, baseline, metrics, test).to_csv(index=False).rstrip("\n")
     tables = comparison_tables(df, baseline, metrics, test)
-    lines = legend_lines(tables)
+    lines = legend_lines(tables) + published.legend(suites_of(df))[1:]
     if fmt == "md":
         return "\n\n".join(to_markdown(t) for t in tables) + "\n\n" + "\n".join(lines)
     if fmt == "latex":

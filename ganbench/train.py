@@ -19,6 +19,7 @@ from ganbench.models import MODELS, is_conditional
 from ganbench.monitor import Monitor, grad_norm
 from ganbench.samples import check_output
 from ganbench.seeding import make_generator, seeded_init, synchronize
+from ganbench.unrolled import check_unrolled, unrolled_generator_loss
 
 # (step, generator in eval mode) -> (first metric value, higher_is_better) or None
 EvalHook = Callable[[int, nn.Module], Optional[tuple]]
@@ -86,6 +87,15 @@ def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contex
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def check_step(cfg: RunConfig, loss, cond: bool) -> None:
+    """The training-step options that do not combine, refused before any update."""
+    if cfg.pack > 1 and loss.penalty:
+        raise UserError(f"pack = {cfg.pack} with loss {loss.name!r}: the gradient penalty is not defined on packs")
+    if cfg.pack > 1 and cond:
+        raise UserError(f"pack = {cfg.pack} with the class-conditional model {cfg.model!r}: packs have no single label")
+    check_unrolled(cfg, loss)
+
+
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -122,6 +132,7 @@ def train(
     cond = is_conditional(g)
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
+    check_step(cfg, loss, cond)
     check_generator(g, cfg, dataset, device, cond)
     amp = mixed_precision(cfg, device)
 
@@ -184,7 +195,10 @@ def train(
         d.requires_grad_(False)
         z, y_fake = latents()
         with amp():
-            g_loss = loss.g(D(G(z, y_fake), y_fake).float())
+            if cfg.unroll_steps:  # through k look-ahead D updates on the last real batch (Metz et al. 2017)
+                g_loss = unrolled_generator_loss(d, opt_d, loss, cfg.unroll_steps, real, y_real, G(z, y_fake), y_fake)
+            else:
+                g_loss = loss.g(D(G(z, y_fake), y_fake).float())
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         distributed.average_gradients(g)

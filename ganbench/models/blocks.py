@@ -1,8 +1,9 @@
-"""Pieces shared by the convolutional models: the image-shape check, initialised weight layers and
-the generator's output activation."""
+"""Pieces shared by the models: the image-shape check, initialised weight layers, the generator's
+output activation and PacGAN's packing of discriminator inputs."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -36,3 +37,27 @@ def weight_layer(layer: nn.Module, sn: bool = False, std: float = INIT_STD) -> n
 def to_image(bounded: bool) -> nn.Module:
     """The generator's last activation: tanh for data in [-1, 1] (images), identity otherwise."""
     return nn.Tanh() if bounded else nn.Identity()
+
+
+class Packed(nn.Module):
+    """PacGAN (Lin et al. 2018): a discriminator that judges packs of ``pack`` samples at once.
+
+    (B, *shape) -> logits (B / pack,): consecutive samples are concatenated into one input, along
+    the features of flat data and along the channels of images, so ``inner`` is built for inputs of
+    ``pack`` times the features (or channels). Real samples are packed with real ones and generated
+    with generated ones; the batches are i.i.d., so consecutive samples form random packs.
+    """
+
+    def __init__(self, inner: nn.Module, pack: int):
+        super().__init__()
+        self.inner, self.pack = inner, pack
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        if len(x) % self.pack:
+            raise ValueError(f"a batch of {len(x)} samples does not split into packs of {self.pack}")
+        n = len(x) // self.pack
+        if x.dim() == 4:  # images (B, C, H, W) -> (B / pack, pack * C, H, W)
+            packed = x.reshape(n, self.pack * x.shape[1], *x.shape[2:])
+        else:  # (B, *shape) -> (B / pack, pack * prod(shape))
+            packed = x.reshape(n, -1)
+        return self.inner(packed, *args)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ganbench.models import MODELS
-from ganbench.models.blocks import INIT_STD, image_size, to_image, weight_layer
+from ganbench.models.blocks import INIT_STD, Packed, image_size, to_image, weight_layer
 
 FIRST_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side s0 of the smallest feature map
 LEAK = 0.2  # LeakyReLU slope in D
@@ -96,8 +96,10 @@ class DCGANDiscriminator(nn.Module):
 
 @MODELS.register("dcgan")
 def dcgan(cfg, dataset) -> tuple[nn.Module, nn.Module]:
-    """DCGAN (Radford et al. 2016): batch-norm conv nets, 28/32/64 px, width = base channels (paper: 64)"""
+    """DCGAN (Radford et al. 2016): batch-norm conv nets, 28/32/64 px, width = base channels (paper: 64); d_width, pack"""
     channels, side = image_size(dataset, "dcgan", tuple(FIRST_SIDE))
     g = DCGANGenerator(cfg.z_dim, channels, side, cfg.width, dataset.bounded)
-    d = DCGANDiscriminator(channels, side, cfg.width, cfg.spectral_norm)
-    return g, d
+    # d_width sizes D apart from G (Metz et al. 2017 shrink D to 1/4 or 1/2 of G); a pack of m
+    # images is one input of m times the channels (PacGAN)
+    d = DCGANDiscriminator(channels * cfg.pack, side, cfg.d_width or cfg.width, cfg.spectral_norm)
+    return g, Packed(d, cfg.pack) if cfg.pack > 1 else d

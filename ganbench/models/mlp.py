@@ -1,4 +1,16 @@
-"""Fully connected GAN (Goodfellow et al. 2014) for any flat data: 2-D points or flattened images."""
+"""Fully connected GAN (Goodfellow et al. 2014) for any flat data: 2-D points or flattened images.
+
+The published 2-D protocols differ in their hidden units, so they are config fields:
+
+- ``activation``: ReLU in G and LeakyReLU(0.2) in D by default; ``tanh`` is the unit of the
+  Unrolled-GAN and GDPP code, ``relu`` / ``leaky_relu`` put one unit in both networks.
+- ``init``: PyTorch's default, or ``orthogonal`` weights scaled by ``init_gain`` with zero biases
+  (the Unrolled-GAN and GDPP code: TensorFlow's orthogonal initialiser, gain 1.4).
+- ``g_batch_norm``: batch norm after each hidden layer of G (PacGAN's 2-D generator).
+- ``maxout``: D's hidden units are maxout units of that many pieces (Goodfellow et al. 2013),
+  as in PacGAN's 2-D discriminator; ``d_width`` and ``d_depth`` size D apart from G.
+- ``pack``: D judges packs of ``pack`` samples, concatenated (PacGAN; ``blocks.Packed``).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +18,42 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganbench.models import MODELS
+from ganbench.models.blocks import Packed
+
+LEAK = 0.2  # LeakyReLU slope
+
+
+def activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(LEAK)}[name]()
+
+
+class Maxout(nn.Module):
+    """(B, n) -> (B, n // pieces): the maximum over each unit's ``pieces`` consecutive inputs."""
+
+    def __init__(self, pieces: int):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(len(x), -1, self.pieces).amax(dim=2)
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, z_dim: int, out_shape: tuple[int, ...], width: int, depth: int, bounded: bool):
+    def __init__(self, z_dim: int, out_shape: tuple[int, ...], width: int, depth: int, bounded: bool,
+                 act: str = "relu", batch_norm: bool = False):
         super().__init__()
         self.out_shape = tuple(out_shape)
         layers: list[nn.Module] = []
         fan_in = z_dim
         for _ in range(depth):
-            layers += [nn.Linear(fan_in, width), nn.ReLU()]
+            layers.append(nn.Linear(fan_in, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(activation(act))
             fan_in = width
         layers.append(nn.Linear(fan_in, math.prod(out_shape)))
         if bounded:  # images live in [-1, 1]; points are unbounded
@@ -31,13 +66,17 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, in_shape: tuple[int, ...], width: int, depth: int, sn: bool):
+    def __init__(self, in_shape: tuple[int, ...], width: int, depth: int, sn: bool,
+                 act: str = "leaky_relu", maxout: int = 0):
         super().__init__()
         wrap = spectral_norm if sn else (lambda m: m)
         layers: list[nn.Module] = []
         fan_in = math.prod(in_shape)
         for _ in range(depth):
-            layers += [wrap(nn.Linear(fan_in, width)), nn.LeakyReLU(0.2)]
+            if maxout:  # (B, fan_in) -> (B, width * pieces) -> (B, width)
+                layers += [wrap(nn.Linear(fan_in, width * maxout)), Maxout(maxout)]
+            else:
+                layers += [wrap(nn.Linear(fan_in, width)), activation(act)]
             fan_in = width
         layers.append(wrap(nn.Linear(fan_in, 1)))
         self.net = nn.Sequential(*layers)
@@ -47,9 +86,28 @@ class MLPDiscriminator(nn.Module):
         return self.net(x.flatten(1)).squeeze(1)
 
 
+@torch.no_grad()
+def orthogonal_init(net: nn.Module, gain: float) -> None:
+    """Orthogonal weights times ``gain`` and zero biases on every linear layer (batch norm keeps its own)."""
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            # under spectral norm the stored weight is the parametrization's original
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            nn.init.orthogonal_(weight, gain)
+            nn.init.zeros_(m.bias)
+
+
 @MODELS.register("mlp")
 def mlp(cfg, dataset) -> tuple[nn.Module, nn.Module]:
-    """MLP generator and discriminator (ReLU / LeakyReLU 0.2), width x depth hidden units"""
-    g = MLPGenerator(cfg.z_dim, dataset.shape, cfg.width, cfg.depth, dataset.bounded)
-    d = MLPDiscriminator(dataset.shape, cfg.width, cfg.depth, cfg.spectral_norm)
-    return g, d
+    """MLP generator and discriminator, width x depth hidden units (ReLU / LeakyReLU 0.2; activation,
+    init, g_batch_norm, maxout, d_width, d_depth and pack select the published 2-D variants)"""
+    shape = tuple(dataset.shape)
+    g = MLPGenerator(cfg.z_dim, shape, cfg.width, cfg.depth, dataset.bounded,
+                     cfg.activation or "relu", cfg.g_batch_norm)
+    # a pack of m samples is one input of m times the features: (B, *shape) -> (B / m, m * prod(shape))
+    d = MLPDiscriminator((cfg.pack * math.prod(shape),), cfg.d_width or cfg.width, cfg.d_depth or cfg.depth,
+                         cfg.spectral_norm, cfg.activation or "leaky_relu", cfg.maxout)
+    if cfg.init == "orthogonal":
+        orthogonal_init(g, cfg.init_gain)
+        orthogonal_init(d, cfg.init_gain)
+    return g, Packed(d, cfg.pack) if cfg.pack > 1 else d

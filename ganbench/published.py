@@ -1,0 +1,199 @@
+"""Published numbers beside ganbench's: the ``[[published]]`` rows of a ``paper-...`` suite and
+their verdicts.
+
+A published row names one setting of its suite (label and dataset), where the number was printed
+(table and row), how many runs it averages and whether its spread is a standard deviation or a
+standard error. ganbench's number is the mean over the suite's seeds with its standard error. Only
+rows of that suite, with exactly the suite's config for that setting and the metric's current
+protocol, are compared; anything else is ``not comparable`` with the reason, so a published number
+is never set beside a number made under another protocol.
+
+Verdicts: ``consistent`` when the 95% interval of the difference contains 0 (Welch's t-test from
+the two means, spreads and counts, two-sided, 5% level; a one-sample t-test against the published
+mean when the paper gives no spread), else ``better`` or ``worse`` in the metric's direction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ganbench.errors import UserError
+
+SPREADS = ("std", "se", "none")  # what the published ± means; "none": no spread printed
+LEVEL = 0.05  # two-sided significance level of the verdicts
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published result: a setting of the suite on one dataset, as printed in a paper."""
+
+    setting: str  # label of a setting of the suite
+    dataset: str  # the dataset of that setting it was measured on
+    source: str  # paper, table and row, e.g. "Srivastava et al. 2017, Table 1, row GAN"
+    n: int  # runs behind the mean (0: not stated)
+    spread: str  # "std", "se" or "none"
+    values: tuple[tuple[str, float, float], ...]  # (metric, mean, spread; nan when spread is "none")
+    note: str = ""  # how the paper's number maps onto ganbench's metric, where that needs saying
+
+    def standard_error(self, spread: float) -> float:
+        """The published mean's standard error (nan when it cannot be known)."""
+        if self.spread == "se":
+            return spread
+        if self.spread == "std" and self.n > 0:
+            return spread / math.sqrt(self.n)
+        return math.nan
+
+
+_KEYS = {"setting", "dataset", "source", "n", "spread", "values", "note"}
+
+
+def parse_published(entries, where: str) -> tuple[Published, ...]:
+    """The ``[[published]]`` tables of a suite file; malformed entries are UserErrors naming the file."""
+    if not isinstance(entries, list):
+        raise UserError(f"{where}: 'published' must be a list of tables ([[published]])")
+    out = []
+    for i, e in enumerate(entries):
+        at = f"{where}: published[{i}]"
+        if not isinstance(e, dict):
+            raise UserError(f"{at} must be a table")
+        unknown = sorted(set(e) - _KEYS)
+        if unknown:
+            raise UserError(f"{at}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+        missing = [k for k in ("setting", "dataset", "source", "values") if k not in e]
+        if missing:
+            raise UserError(f"{at}: missing key {missing[0]!r}")
+        spread = e.get("spread", "none")
+        if spread not in SPREADS:
+            raise UserError(f"{at}: spread must be one of {', '.join(SPREADS)}, got {spread!r}")
+        n = e.get("n", 0)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise UserError(f"{at}: n must be an integer >= 0, got {n!r}")
+        values = []
+        if not isinstance(e["values"], dict) or not e["values"]:
+            raise UserError(f"{at}: values must be a table of metric = mean or [mean, spread]")
+        for metric, v in e["values"].items():
+            pair = v if isinstance(v, list) else [v]
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair) or len(pair) not in (1, 2):
+                raise UserError(f"{at}: values.{metric} must be a number or [mean, spread], got {v!r}")
+            if (len(pair) == 2) != (spread != "none"):
+                raise UserError(f"{at}: values.{metric}: give [mean, spread] when spread is std or se, "
+                                "and a single mean when it is none")
+            values.append((str(metric), float(pair[0]), float(pair[1]) if len(pair) == 2 else math.nan))
+        out.append(Published(str(e["setting"]), str(e["dataset"]), str(e["source"]), n, spread,
+                             tuple(values), str(e.get("note", ""))))
+    return tuple(out)
+
+
+def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray, higher_is_better: bool) -> tuple[str, float]:
+    """(verdict, two-sided p) of ganbench's seed values ``ours`` against a published mean."""
+    ours = np.asarray(ours, dtype=float)
+    n = len(ours)
+    mean, sd = float(ours.mean()), float(ours.std(ddof=1))
+    if math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
+        if sd == 0:
+            p = 1.0 if mean == pub_mean else 0.0
+        else:
+            p = float(stats.ttest_1samp(ours, pub_mean).pvalue)
+    elif sd == 0 and pub_se == 0:
+        p = 1.0 if mean == pub_mean else 0.0
+    else:
+        # Welch from summary statistics; a published spread without n counts as one more run
+        p = float(stats.ttest_ind_from_stats(mean, sd, n, pub_mean, pub_se * math.sqrt(max(pub_n, 2)),
+                                             max(pub_n, 2), equal_var=False).pvalue)
+    if p >= LEVEL:
+        return "consistent", p
+    up = (mean > pub_mean) == higher_is_better
+    return ("better" if up else "worse"), p
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "—" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _digits(*values: float) -> int:
+    top = max((abs(v) for v in values if not math.isnan(v)), default=0.0)
+    if top == 0:
+        return 2
+    return min(4, max(1, 3 - math.ceil(math.log10(top) + 1e-12)))
+
+
+def comparison(final: pd.DataFrame, suite) -> pd.DataFrame:
+    """One line per (published row, metric) of ``suite``: published and ganbench numbers and a verdict.
+
+    ``final``: the final rows of a results folder (``tables.final_rows``)."""
+    from ganbench.metrics import METRICS  # noqa: PLC0415 - the metric records give the current protocols
+
+    configs = {(label, cfg.dataset): cfg for label, cfg in suite.settings}
+    rows = final[final["suite"] == suite.name] if "suite" in final.columns else final.iloc[0:0]
+    out = []
+    for pub in suite.published:
+        cfg = configs.get((pub.setting, pub.dataset))
+        for metric, pub_mean, pub_spread in pub.values:
+            pub_se = pub.standard_error(pub_spread)
+            mine = rows[(rows["label"] == pub.setting) & (rows["dataset"] == pub.dataset) & (rows["metric"] == metric)]
+            line = {"suite": suite.name, "dataset": pub.dataset, "setting": pub.setting, "metric": metric,
+                    "source": pub.source, "published_mean": pub_mean, "published_spread": pub_spread,
+                    "published_spread_kind": pub.spread, "published_n": pub.n, "published_se": pub_se,
+                    "mean": math.nan, "se": math.nan, "n": 0, "diverged": 0, "p": math.nan}
+            reason = None
+            if cfg is None:
+                reason = f"suite has no setting {pub.setting!r} on {pub.dataset!r}"
+            elif metric not in METRICS:
+                reason = f"unknown metric {metric!r}"
+            elif mine.empty:
+                reason = "not run yet"
+            else:
+                same = mine[mine["group_id"] == cfg.group_id]
+                if same.empty:
+                    reason = "config differs from the suite's"
+                else:
+                    current = same[same["protocol.metric_version"] == METRICS[metric].version] \
+                        if "protocol.metric_version" in same.columns else same
+                    if current.empty:
+                        reason = "evaluated under an older version of the metric"
+                    mine = current
+            if reason is None:
+                ok = pd.to_numeric(mine.loc[mine["status"] == "ok", "value"], errors="coerce").dropna().to_numpy()
+                line.update(n=int(mine["seed"].nunique()), diverged=int((mine["status"] != "ok").sum()))
+                if len(ok):
+                    line.update(mean=float(ok.mean()), se=float(ok.std(ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan)
+                if len(ok) < 2:
+                    reason = f"{len(ok)} finished seed{'s' if len(ok) != 1 else ''}, no interval"
+                else:
+                    line["verdict"], line["p"] = verdict(pub_mean, pub_se, pub.n, ok, METRICS[metric].higher_is_better)
+            if reason is not None:
+                line["verdict"] = f"not comparable: {reason}"
+            out.append(line)
+    return pd.DataFrame(out)
+
+
+def display(c: pd.DataFrame) -> pd.DataFrame:
+    """``comparison`` as text columns for people: published mean ± spread (n) beside ganbench's mean ± se (n)."""
+    out = []
+    for _, r in c.iterrows():
+        d = _digits(r["published_mean"], r["mean"])
+        kind = r["published_spread_kind"]
+        pub = _fmt(r["published_mean"], d)
+        if kind != "none":
+            pub += f" ± {_fmt(r['published_spread'], d)} {kind}"
+        pub += f" (n={r['published_n']})" if r["published_n"] else " (n not stated)"
+        ours = "—" if math.isnan(r["mean"]) else f"{_fmt(r['mean'], d)} ± {_fmt(r['se'], d)} se (n={r['n']})"
+        out.append({"dataset": r["dataset"], "setting": r["setting"], "metric": r["metric"],
+                    "published": pub, "ganbench": ours, "verdict": r["verdict"], "source": r["source"]})
+    return pd.DataFrame(out, columns=["dataset", "setting", "metric", "published", "ganbench", "verdict", "source"])
+
+
+def legend(suites) -> list[str]:
+    """The lines printed under a published comparison: how to read it, then each suite's citation and deviations."""
+    lines = ["published: mean ± spread as printed (std or se) and the runs behind it; ganbench: mean ± standard "
+             "error over the suite's seeds (n); verdict: consistent when the 95% interval of the difference "
+             "contains 0 (Welch's t-test, 5% level), else better or worse in the metric's direction"]
+    for s in suites:
+        lines.append(f"{s.name}: {s.citation}")
+        lines += [f"{s.name} deviation: {d}" for d in s.deviations]
+    return lines

@@ -1,0 +1,183 @@
+"""The reference parts of the published 2-D and Stacked MNIST protocols, at tiny width: MLP
+activation, orthogonal initialisation, generator batch norm, maxout, PacGAN packing and the
+Unrolled-GAN step. Each: its defining property, determinism, and exact resume."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ganbench.checkpoint import Checkpointer
+from ganbench.config import RunConfig
+from ganbench.data import DATASETS
+from ganbench.errors import UserError
+from ganbench.executors import validate_suite
+from ganbench.config import single_setting_suite
+from ganbench.losses import LOSSES
+from ganbench.models.blocks import Packed
+from ganbench.models.mlp import Maxout
+from ganbench.train import build_models, train
+from ganbench.unrolled import lookahead
+
+from test_checkpoint import Stop, _state, _stop_at
+
+CPU = torch.device("cpu")
+PAPER = dict(activation="tanh", init="orthogonal", init_gain=1.4, z_dim=8, width=16, depth=2, batch_size=32)
+VARIANTS = {
+    "unrolled": dict(PAPER, unroll_steps=3, loss="minimax"),
+    "pacgan": dict(width=16, depth=3, d_width=8, d_depth=2, maxout=3, g_batch_norm=True, pack=2, batch_size=32),
+    "tanh-orthogonal": PAPER,
+}
+
+
+def _train(cfg, **kw):
+    return train(cfg, DATASETS[cfg.dataset](cfg), CPU, **kw)
+
+
+def _equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = _state(a), _state(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_orthogonal_init_gives_scaled_orthonormal_rows_and_zero_biases():
+    g, d = build_models(RunConfig(**PAPER), DATASETS["ring8"](), CPU)
+    for net in (g, d):
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                w = m.weight.detach().double()
+                small = min(w.shape)
+                gram = w @ w.T if w.shape[0] == small else w.T @ w  # (small, small)
+                assert torch.allclose(gram, 1.4**2 * torch.eye(small, dtype=torch.float64), atol=1e-5)
+                assert torch.count_nonzero(m.bias) == 0
+    assert sum(isinstance(m, nn.Tanh) for m in g.modules()) == 2  # unbounded 2-D output: no final tanh
+    assert sum(isinstance(m, nn.Tanh) for m in d.modules()) == 2
+
+
+def test_default_mlp_is_unchanged_by_the_new_fields():
+    """Run ids and weights of configs recorded before the fields existed stay the same."""
+    cfg = RunConfig(width=16, depth=2)
+    assert "activation" not in cfg.identity() and "unroll_steps" not in cfg.identity()
+    g, d = build_models(cfg, DATASETS["ring8"](), CPU)
+    assert [type(m).__name__ for m in g.net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert [type(m).__name__ for m in d.net] == ["Linear", "LeakyReLU", "Linear", "LeakyReLU", "Linear"]
+
+
+def test_maxout_takes_the_largest_piece_of_each_unit():
+    x = torch.tensor([[1.0, 5.0, -2.0, 0.0, 3.0, 4.0]])
+    assert torch.equal(Maxout(3)(x), torch.tensor([[5.0, 4.0]]))
+    cfg = RunConfig(**VARIANTS["pacgan"])
+    _, d = build_models(cfg, DATASETS["ring8"](), CPU)
+    linears = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4, 24), (8, 24), (8, 1)]  # pack 2: 2 x 2 inputs
+
+
+def test_generator_batch_norm_normalises_each_hidden_layer():
+    g, _ = build_models(RunConfig(**VARIANTS["pacgan"]), DATASETS["ring8"](), CPU)
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 3
+    seen = []
+    norms[0].register_forward_hook(lambda m, i, o: seen.append(o))
+    g(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
+    assert torch.allclose(seen[0].mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(seen[0].var(0, unbiased=False), torch.ones(16), atol=1e-2)  # v / (v + eps)
+
+
+def test_packed_discriminator_sees_pack_samples_per_input():
+    inner_inputs = []
+    inner = nn.Linear(6, 1)
+    inner.register_forward_hook(lambda m, i, o: inner_inputs.append(i[0]))
+    d = Packed(nn.Sequential(inner, nn.Flatten(0)), 3)
+    x = torch.arange(12 * 2, dtype=torch.float32).view(12, 2)
+    assert d(x).shape == (4,)
+    assert torch.equal(inner_inputs[0][1], torch.cat([x[3], x[4], x[5]]))  # pack i holds samples 3i..3i+2
+    images = torch.randn(4, 3, 8, 8)
+    captured = []
+    conv = nn.Conv2d(6, 1, 8)
+    conv.register_forward_hook(lambda m, i, o: captured.append(i[0]))
+    Packed(nn.Sequential(conv, nn.Flatten(0)), 2)(images)
+    assert torch.equal(captured[0][1], torch.cat([images[2], images[3]]))  # channels of two images
+    with pytest.raises(ValueError, match="packs of 3"):
+        d(x[:10])
+
+
+def test_packed_dcgan_judges_packs_of_images():
+    cfg = RunConfig(model="dcgan", dataset="digits", width=8, d_width=4, pack=2, z_dim=8, batch_size=8)
+    g, d = build_models(cfg, DATASETS["digits"](cfg), CPU)
+    x = g(torch.randn(8, 8))
+    assert d(x).shape == (4,)
+    assert d.inner.features[0].in_channels == 2 * x.shape[1] and d.inner.features[0].out_channels == 4
+
+
+def test_lookahead_equals_k_real_adam_steps_and_leaves_d_alone():
+    """The differentiable look-ahead is D's own Adam update, k times, on the same batch."""
+    torch.manual_seed(0)
+    d = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    loss = LOSSES["ns"]
+    for _ in range(2):  # some optimiser state to start from
+        opt.zero_grad()
+        loss.d(d(real), d(fake)).backward()
+        opt.step()
+    before = copy.deepcopy(d.state_dict())
+    params = lookahead(d, opt, lambda p: loss.d(torch.func.functional_call(d, p, (real,)),
+                                                torch.func.functional_call(d, p, (fake,))), 3)
+    assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
+    twin, twin_opt = copy.deepcopy(d), torch.optim.Adam(d.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    twin_opt.load_state_dict(opt.state_dict())
+    for _ in range(3):
+        twin_opt.zero_grad()
+        loss.d(twin(real), twin(fake)).backward()
+        twin_opt.step()
+    for name, p in twin.named_parameters():
+        assert torch.allclose(params[name], p, rtol=1e-5, atol=1e-6), name
+
+
+def test_unrolled_gradient_reaches_the_generator_through_the_lookahead():
+    """G's gradient through k > 0 look-ahead steps differs from the plain one at the same point."""
+    cfg = RunConfig(**VARIANTS["unrolled"], steps=1)
+    plain = _train(cfg.replace(unroll_steps=0))
+    unrolled = _train(cfg)
+    assert _equal(plain.discriminator, unrolled.discriminator)  # D's own step is the same
+    assert not _equal(plain.generator, unrolled.generator)
+
+
+def test_unroll_steps_zero_is_the_plain_step_bit_for_bit():
+    cfg = RunConfig(**PAPER, steps=20)
+    a, b = _train(cfg), _train(cfg.replace(unroll_steps=0))
+    assert cfg.replace(unroll_steps=0).run_id == cfg.run_id
+    assert _equal(a.generator, b.generator) and _equal(a.discriminator, b.discriminator)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_is_deterministic_and_resumes_exactly(variant, tmp_path):
+    cfg = RunConfig(**VARIANTS[variant], steps=20)
+    whole = _train(cfg)
+    again = _train(cfg)
+    assert _equal(whole.generator, again.generator) and _equal(whole.discriminator, again.discriminator)
+    assert whole.diverged is None
+    with pytest.raises(Stop):
+        _train(cfg, checkpoint=Checkpointer(tmp_path, every=5), on_step=_stop_at(13))
+    torch.manual_seed(7)
+    resumed = _train(cfg, checkpoint=Checkpointer(tmp_path, every=5))
+    assert _equal(whole.generator, resumed.generator) and _equal(whole.discriminator, resumed.discriminator)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(unroll_steps=2, loss="wgan-gp"), "penalty or clipping"),
+    (dict(unroll_steps=2, optimizer="rmsprop"), "optimizer adam"),
+    (dict(unroll_steps=2, spectral_norm=True), "spectral norm"),
+    (dict(pack=2, loss="wgan-gp"), "gradient penalty is not defined on packs"),
+    (dict(pack=3), "multiple of pack"),
+    (dict(maxout=1), "at least 2 pieces"),
+    (dict(activation="sigmoid"), "unknown activation"),
+    (dict(init="xavier"), "unknown initialisation"),
+    (dict(model="sngan", dataset="digits", pack=2, batch_size=64), "has no option 'pack'"),
+    (dict(model="dcgan", dataset="digits", maxout=2), "has no option 'maxout'"),
+    (dict(model="cdcgan", dataset="digits", d_width=16), "has no option 'd_width'"),
+])
+def test_unsupported_combinations_are_refused_before_training(values, message):
+    with pytest.raises(UserError, match=message):
+        validate_suite(single_setting_suite({"steps": 1, **values}, [0]))
