@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--loss", help="single setting: loss name")
     r.add_argument("--dataset", help="single setting: dataset name")
     r.add_argument("--seeds", type=_seeds, help="seeds, e.g. 0,1,2 or 0-4 (overrides the suite's)")
+    r.add_argument("--setting", action="append", default=[], metavar="LABEL",
+                   help="run only the suite's settings of this label (repeatable), e.g. one part of a long suite")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every run, parsed by its type (repeatable)")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
@@ -118,15 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _suite_from_args(args):
-    from ganbench.config import load_suite, parse_overrides, single_setting_suite
+    from ganbench.config import load_suite, parse_overrides, select_settings, single_setting_suite
 
     overrides = parse_overrides(args.overrides)
     single = {k: getattr(args, k) for k in ("model", "loss", "dataset") if getattr(args, k)}
     if single and args.suite:
         raise UserError("give either --suite or --model/--loss/--dataset, not both")
     if single:
+        if args.setting:
+            raise UserError("--setting selects settings of a suite; it takes no --model/--loss/--dataset")
         return single_setting_suite({**single, **overrides}, args.seeds or [0])
-    return load_suite(args.suite or "quick", overrides, args.seeds)
+    return select_settings(load_suite(args.suite or "quick", overrides, args.seeds), args.setting)
 
 
 def cmd_run(args) -> int:

@@ -60,13 +60,14 @@ class RunConfig:
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
     activation: str = ""  # MLP hidden units: "relu", "leaky_relu" (0.2) or "tanh" in G and D; "": ReLU in G, LeakyReLU in D
-    init: str = "default"  # MLP weights: "default" (PyTorch's) or "orthogonal" (scaled by init_gain, zero biases)
-    init_gain: float = 1.0  # gain of the orthogonal initialisation
+    init: str = "default"  # MLP weights: "default" (PyTorch's), "orthogonal" (times init_gain) or "normal" (N(0, init_gain)); zero biases
+    init_gain: float = 1.0  # gain of the orthogonal initialisation, or std of the normal one
     g_batch_norm: bool = False  # batch norm after every hidden layer of the MLP generator
     d_width: int = 0  # discriminator hidden units (MLP) or base channels (CNN); 0: same as width
     d_depth: int = 0  # hidden layers of the MLP discriminator; 0: same as depth
     maxout: int = 0  # pieces of each maxout unit in the MLP discriminator's hidden layers; 0: no maxout
     pack: int = 1  # PacGAN: the discriminator judges packs of this many samples at once
+    update: str = "alternating"  # "alternating": D's steps, then G's on fresh latents; "simultaneous": both from one batch at the same weights
     unroll_steps: int = 0  # Unrolled GAN: look-ahead discriminator updates the generator's loss goes through
 
     def __post_init__(self) -> None:
@@ -108,12 +109,13 @@ class RunConfig:
 _HINTS = typing.get_type_hints(RunConfig)
 # fields added after results were first recorded, with their defaults
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
-         "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0}
+         "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating"}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
                  "d_width", "d_depth", "unroll_steps")
 ACTIVATIONS = ("", "relu", "leaky_relu", "tanh")
-INITS = ("default", "orthogonal")
+INITS = ("default", "orthogonal", "normal")
+UPDATES = ("alternating", "simultaneous")
 _OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("fp32", "bf16")
 
@@ -178,6 +180,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'activation': unknown activation {_suggest(cfg.activation, ACTIVATIONS[1:])}")
     if cfg.init not in INITS:
         raise UserError(f"config key 'init': unknown initialisation {_suggest(cfg.init, INITS)}")
+    if cfg.update not in UPDATES:
+        raise UserError(f"config key 'update': unknown update {_suggest(cfg.update, UPDATES)}")
     if cfg.maxout == 1 or cfg.maxout < 0:
         raise UserError(f"config key 'maxout' must be 0 (off) or at least 2 pieces, got {cfg.maxout!r}")
     if cfg.batch_size % cfg.pack:
@@ -341,6 +345,17 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
         deviations=tuple(deviations),
         published=published,
     )
+
+
+def select_settings(suite: Suite, labels: list[str] | None) -> Suite:
+    """``suite`` with only the settings of these labels (all without), so a long suite runs in parts."""
+    if not labels:
+        return suite
+    known = list(dict.fromkeys(label for label, _ in suite.settings))
+    for label in labels:
+        if label not in known:
+            raise UserError(f"--setting: suite {suite.name!r} has no setting {_suggest(label, known)}")
+    return dataclasses.replace(suite, settings=tuple((lab, c) for lab, c in suite.settings if lab in labels))
 
 
 def single_setting_suite(values: dict, seeds: list[int]) -> Suite:

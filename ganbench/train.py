@@ -89,6 +89,8 @@ def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contex
 
 def check_step(cfg: RunConfig, loss, cond: bool) -> None:
     """The training-step options that do not combine, refused before any update."""
+    if cfg.update == "simultaneous" and cfg.n_dis != 1:
+        raise UserError(f"update 'simultaneous' takes one discriminator step per generator step, not n_dis = {cfg.n_dis}")
     if cfg.pack > 1 and loss.penalty:
         raise UserError(f"pack = {cfg.pack} with loss {loss.name!r}: the gradient penalty is not defined on packs")
     if cfg.pack > 1 and cond:
@@ -144,6 +146,15 @@ def train(
     def G(z, y):
         return g(z, y) if cond else g(z)
 
+    def step_d():
+        opt_d.step()
+        if loss.clip:
+            clip_weights(d, cfg.weight_clip)
+
+    # "simultaneous": one batch per step, both gradients at the same weights, then both updates (the
+    # TensorFlow and Theano reference code of the 2-D protocols); "alternating": D first, G after it
+    simultaneous = cfg.update == "simultaneous"
+
     def D(x, y):
         return d(x, y) if cond else d(x)
 
@@ -173,8 +184,12 @@ def train(
             real, y_real = map(distributed.shard, batch)
             z, y_fake = latents()
             with amp():
-                with torch.no_grad():
-                    fake = G(z, y_fake)
+                if simultaneous:  # G's step below reuses this batch, with its graph
+                    fake_g = G(z, y_fake)
+                    fake = fake_g.detach()
+                else:
+                    with torch.no_grad():
+                        fake = G(z, y_fake)
                 d_real, d_fake = D(real, y_real).float(), D(fake, y_fake).float()
                 d_loss = loss.d(d_real, d_fake)
                 if loss.penalty:
@@ -186,24 +201,27 @@ def train(
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             distributed.average_gradients(d)  # under torchrun: the full batch's gradient on every rank
-            opt_d.step()
-            if loss.clip:
-                clip_weights(d, cfg.weight_clip)
+            if not simultaneous:
+                step_d()
         grad_d = grad_norm(d.parameters()) if log_now else 0.0
 
         # Generator: minimise loss.g(D(G(z))); D's weights need no gradient here
         d.requires_grad_(False)
-        z, y_fake = latents()
+        if not simultaneous:
+            z, y_fake = latents()
         with amp():
+            fake_g = fake_g if simultaneous else G(z, y_fake)
             if cfg.unroll_steps:  # through k look-ahead D updates on the last real batch (Metz et al. 2017)
-                g_loss = unrolled_generator_loss(d, opt_d, loss, cfg.unroll_steps, real, y_real, G(z, y_fake), y_fake)
+                g_loss = unrolled_generator_loss(d, opt_d, loss, cfg.unroll_steps, real, y_real, fake_g, y_fake)
             else:
-                g_loss = loss.g(D(G(z, y_fake), y_fake).float())
+                g_loss = loss.g(D(fake_g, y_fake).float())
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         distributed.average_gradients(g)
         grad_g = grad_norm(g.parameters()) if log_now else 0.0
         opt_g.step()
+        if simultaneous:  # both gradients were taken at the same weights; now D moves too
+            step_d()
         if ema is not None:
             ema.update_parameters(g)
         step += 1

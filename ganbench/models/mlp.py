@@ -4,8 +4,9 @@ The published 2-D protocols differ in their hidden units, so they are config fie
 
 - ``activation``: ReLU in G and LeakyReLU(0.2) in D by default; ``tanh`` is the unit of the
   Unrolled-GAN and GDPP code, ``relu`` / ``leaky_relu`` put one unit in both networks.
-- ``init``: PyTorch's default, or ``orthogonal`` weights scaled by ``init_gain`` with zero biases
-  (the Unrolled-GAN and GDPP code: TensorFlow's orthogonal initialiser, gain 1.4).
+- ``init``: PyTorch's default, ``orthogonal`` weights scaled by ``init_gain`` (the Unrolled-GAN and
+  GDPP code: TensorFlow's orthogonal initialiser, gain 1.4), or ``normal`` N(0, ``init_gain``)
+  weights (PacGAN: 0.02); biases zero.
 - ``g_batch_norm``: batch norm after each hidden layer of G (PacGAN's 2-D generator).
 - ``maxout``: D's hidden units are maxout units of that many pieces (Goodfellow et al. 2013),
   as in PacGAN's 2-D discriminator; ``d_width`` and ``d_depth`` size D apart from G.
@@ -51,8 +52,8 @@ class MLPGenerator(nn.Module):
         fan_in = z_dim
         for _ in range(depth):
             layers.append(nn.Linear(fan_in, width))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(width))
+            if batch_norm:  # population statistics p <- 0.95 p + 0.05 batch, as PacGAN's (Blocks) code
+                layers.append(nn.BatchNorm1d(width, momentum=0.05))
             layers.append(activation(act))
             fan_in = width
         layers.append(nn.Linear(fan_in, math.prod(out_shape)))
@@ -87,13 +88,14 @@ class MLPDiscriminator(nn.Module):
 
 
 @torch.no_grad()
-def orthogonal_init(net: nn.Module, gain: float) -> None:
-    """Orthogonal weights times ``gain`` and zero biases on every linear layer (batch norm keeps its own)."""
+def init_linear(net: nn.Module, kind: str, gain: float) -> None:
+    """Orthogonal weights times ``gain``, or N(0, gain) weights, and zero biases on every linear
+    layer (batch norm keeps its own)."""
     for m in net.modules():
         if isinstance(m, nn.Linear):
             # under spectral norm the stored weight is the parametrization's original
             weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-            nn.init.orthogonal_(weight, gain)
+            nn.init.orthogonal_(weight, gain) if kind == "orthogonal" else nn.init.normal_(weight, 0.0, gain)
             nn.init.zeros_(m.bias)
 
 
@@ -107,7 +109,7 @@ def mlp(cfg, dataset) -> tuple[nn.Module, nn.Module]:
     # a pack of m samples is one input of m times the features: (B, *shape) -> (B / m, m * prod(shape))
     d = MLPDiscriminator((cfg.pack * math.prod(shape),), cfg.d_width or cfg.width, cfg.d_depth or cfg.depth,
                          cfg.spectral_norm, cfg.activation or "leaky_relu", cfg.maxout)
-    if cfg.init == "orthogonal":
-        orthogonal_init(g, cfg.init_gain)
-        orthogonal_init(d, cfg.init_gain)
+    if cfg.init != "default":
+        init_linear(g, cfg.init, cfg.init_gain)
+        init_linear(d, cfg.init, cfg.init_gain)
     return g, Packed(d, cfg.pack) if cfg.pack > 1 else d
