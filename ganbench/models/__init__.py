@@ -23,6 +23,7 @@ BUILTIN_OPTIONS = {
     "dcgan": {"d_width", "pack"},
     "cdcgan": set(),
     "sngan": set(),
+    "small-dcgan": {"d_width", "pack"},
 }
 
 
@@ -43,4 +44,4 @@ def is_conditional(g) -> bool:
 
 
 from ganbench.models import mlp  # noqa: E402,F401  (registers the built-in models)
-from ganbench.models import cdcgan, dcgan, sngan  # noqa: E402,F401  (the image models)
+from ganbench.models import cdcgan, dcgan, small_dcgan, sngan  # noqa: E402,F401  (the image models)

@@ -1,0 +1,68 @@
+"""The small Stacked MNIST DCGAN of Metz et al. 2017 (Unrolled GAN, Table 2), as PacGAN's code
+re-implements it for its Table 3 (github.com/fjxmlzn/PacGAN, stacked_MNIST_experiments/
+unrolled_GAN_experiment/*/model.py).
+
+G: z -> linear -> 4x4x(8w), BN, ReLU -> 3x3 stride-2 transposed convs to 7x7x(4w), 14x14x(2w) and
+28x28xw, each BN, ReLU -> 3x3 conv to C channels, tanh. With w = ``width`` = 8 this is the paper's
+generator (64, 32, 16, 8 channels).
+
+D: three 3x3 stride-2 convs of v, 2v and 4v channels (28 -> 14 -> 7 -> 4), each BN and
+LeakyReLU(0.3), then a linear logit. v = ``d_width``: 2 makes the "D = 1/4 G" discriminator (2, 4, 8
+channels), 4 the "D = 1/2 G" one. Weights N(0, 0.02), zero biases; batch norm as TensorFlow's
+(momentum 0.9 there is 0.1 here, eps 1e-5).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganbench.models import MODELS
+from ganbench.models.blocks import Packed, image_size, to_image, weight_layer
+
+LEAK = 0.3  # LeakyReLU slope of D in the reference code
+
+
+class SmallGenerator(nn.Module):
+    def __init__(self, z_dim: int, channels: int, width: int, bounded: bool):
+        super().__init__()
+        self.top = 8 * width
+        # (B, z) -> (B, 8w * 4 * 4), reshaped to (B, 8w, 4, 4)
+        self.project = nn.Sequential(weight_layer(nn.Linear(z_dim, self.top * 16)), nn.BatchNorm1d(self.top * 16), nn.ReLU())
+        layers: list[nn.Module] = []
+        c = self.top
+        for out_pad in (0, 1, 1):  # 4 -> 7 -> 14 -> 28
+            layers += [weight_layer(nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=out_pad)),
+                       nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        # (B, w, 28, 28) -> (B, C, 28, 28)
+        layers += [weight_layer(nn.Conv2d(c, channels, 3, 1, 1)), to_image(bounded)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.project(z).view(len(z), self.top, 4, 4))
+
+
+class SmallDiscriminator(nn.Module):
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, c = channels, width
+        for _ in range(3):  # 28 -> 14 -> 7 -> 4
+            layers += [weight_layer(nn.Conv2d(c_in, c, 3, 2, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(LEAK)]
+            c_in, c = c, 2 * c
+        self.features = nn.Sequential(*layers)
+        self.head = weight_layer(nn.Linear(c_in * 16, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, 28, 28) -> logits (B,)
+        return self.head(self.features(x).flatten(1)).squeeze(1)
+
+
+@MODELS.register("small-dcgan")
+def small_dcgan(cfg, dataset) -> tuple[nn.Module, nn.Module]:
+    """Metz et al.'s small Stacked MNIST DCGAN, 28 px: G width 8 = 64..8 channels, d_width 2 = 'D 1/4 G'; pack"""
+    channels, _ = image_size(dataset, "small-dcgan", (28,))
+    g = SmallGenerator(cfg.z_dim, channels, cfg.width, dataset.bounded)
+    d = SmallDiscriminator(channels * cfg.pack, cfg.d_width or cfg.width)
+    return g, Packed(d, cfg.pack) if cfg.pack > 1 else d

@@ -1,0 +1,224 @@
+"""Published protocols: the paper suites' data, the published-number parser, verdicts, and
+`ganbench table --published` / `ganbench report` on a tiny paper suite trained end to end."""
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ganbench.cli import main
+from ganbench.config import RunConfig, load_suite, select_settings
+from ganbench.data import DATASETS
+from ganbench.errors import UserError
+from ganbench.evaluate import compute_metrics, resolve_metrics
+from ganbench.features import mode_assignment
+from ganbench.metrics import METRICS
+from ganbench.metrics.modes import modes_covered
+from ganbench.published import parse_published, verdict
+from ganbench.store import load_results
+from ganbench.tables import published_table, render
+from ganbench.train import train
+
+PAPERS = ("paper-gdpp-2d", "paper-pacgan-2d", "paper-pacgan-stacked-mnist")
+
+TINY_PAPER = """
+name = "{name}"
+description = "a tiny stand-in for a paper suite"
+citation = "Someone et al. 2099, Table 9"
+seeds = [0, 1, 2]
+deviations = ["trained for 40 steps instead of the paper's 25,000"]
+[protocol]
+evaluation = "2,500 points, 3 sigma"
+[defaults]
+model = "mlp"
+loss = "ns"
+dataset = "ring8"
+steps = 40
+batch_size = 64
+width = 16
+depth = 2
+[[settings]]
+label = "gan"
+[[published]]
+setting = "gan"
+dataset = "ring8"
+source = "Table 9, row GAN"
+n = 10
+spread = "se"
+values = {{ modes = [{modes}, 0.1], kl = [{kl}, 0.01] }}
+[[published]]
+setting = "gan"
+dataset = "ring8"
+source = "Table 9, row GAN, no spread"
+n = 5
+values = {{ hq = 0.99 }}
+"""
+
+
+@pytest.mark.parametrize("name", PAPERS)
+def test_paper_suites_carry_citation_protocol_deviations_and_published_rows(name):
+    suite = load_suite(name)
+    assert suite.name == name and suite.citation and suite.deviations
+    assert {"data", "generator", "discriminator", "optimiser", "evaluation"} <= dict(suite.protocol).keys()
+    settings = {(label, cfg.dataset) for label, cfg in suite.settings}
+    for pub in suite.published:
+        assert (pub.setting, pub.dataset) in settings
+        for metric, mean, spread in pub.values:
+            assert metric in METRICS and math.isfinite(mean)
+            assert math.isnan(spread) == (pub.spread == "none")
+
+
+def test_gdpp_protocol_fields():
+    s = dict(((label, cfg.dataset), cfg) for label, cfg in load_suite("paper-gdpp-2d").settings)
+    gan = s[("gan", "ring8-linspace")]
+    assert (gan.activation, gan.init, gan.init_gain, gan.z_dim, gan.width, gan.depth, gan.batch_size) == (
+        "tanh", "orthogonal", 1.4, 256, 128, 2, 512)
+    assert (gan.lr_g, gan.lr_d, gan.betas, gan.steps, gan.update) == (1e-3, 1e-4, (0.5, 0.999), 25000, "simultaneous")
+    unrolled = s[("unrolled-gan", "grid25")]
+    assert (unrolled.unroll_steps, unrolled.loss) == (5, "minimax")
+    pac = dict(((label, cfg.dataset), cfg) for label, cfg in load_suite("paper-pacgan-2d").settings)
+    p2 = pac[("pacgan2", "ring8")]
+    assert (p2.pack, p2.batch_size, p2.maxout, p2.d_width, p2.d_depth, p2.width, p2.depth, p2.g_batch_norm) == (
+        2, 200, 5, 200, 3, 400, 4, True)
+    assert (p2.z_dim, p2.lr_g, p2.betas, p2.steps) == (2, 1e-4, (0.8, 0.999), 400000)
+
+
+def test_linspace_ring_has_seven_locations_and_counts_eight_modes_like_the_reference():
+    ds = DATASETS["ring8-linspace"]()
+    assert len(ds.means) == 8 and len(torch.unique(ds.means.round(decimals=9), dim=0)) == 7
+    assert torch.equal(ds.means[0], torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert ds.means[7, 0] < 0  # sin(2 pi) = -2.4e-16: the top location's points split by the sign of x
+    real = ds.sample(2500, torch.Generator().manual_seed(0))
+    values = compute_metrics(real, ds, resolve_metrics(("modes", "hq"), ds))
+    assert values["modes"] == 8.0 and values["hq"] > 0.98
+    top = real[(real[:, 1] > 0.9)]  # one location: still two "modes"
+    assert modes_covered(mode_assignment(top, ds)) == 2.0
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "values": {"modes": [1, 2]}}, "single mean when it is none"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "se", "values": {"modes": 1}}, "give \\[mean, spread\\]"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "sd", "values": {"modes": 1}}, "spread must be one of"),
+    ({"setting": "a", "dataset": "ring8", "values": {"modes": 1}}, "missing key 'source'"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "n": -1, "values": {"modes": 1}}, "n must be an integer"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "values": {"modes": "x"}}, "must be a number"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "valeus": {}}, "unknown key 'valeus'"),
+])
+def test_malformed_published_rows_are_one_line_errors(entry, message):
+    with pytest.raises(UserError, match=message):
+        parse_published([entry], "suite.toml")
+
+
+def test_published_row_of_a_setting_the_suite_does_not_run_is_refused(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TINY_PAPER.format(name="s", modes=8, kl=0.1).replace('setting = "gan"\ndataset = "ring8"\nsource = "Table 9, row GAN"',
+                                                                       'setting = "wgan"\ndataset = "ring8"\nsource = "x"'))
+    with pytest.raises(UserError, match="names setting 'wgan' on 'ring8', which the suite does not run"):
+        load_suite(str(path))
+
+
+def test_verdicts_against_closed_forms():
+    ours = np.array([7.0, 8.0, 8.0, 7.0, 8.0])  # mean 7.6, sd 0.548, se 0.245
+    assert verdict(7.6, 0.1, 10, ours, True)[0] == "consistent"
+    v, p = verdict(6.3, 0.5 / math.sqrt(10) * math.sqrt(10) / math.sqrt(10), 10, ours, True)
+    assert v == "better" and p < 0.05
+    assert verdict(9.5, 0.1, 10, ours, True)[0] == "worse"
+    assert verdict(9.5, 0.1, 10, ours, False)[0] == "better"  # lower is better: 7.6 beats 9.5
+    # no published spread: a one-sample t-test of ours against the published mean
+    t = (7.6 - 7.0) / (ours.std(ddof=1) / math.sqrt(5))
+    from scipy import stats
+    assert verdict(7.0, math.nan, 5, ours, True)[1] == pytest.approx(2 * stats.t.sf(t, 4))
+    # no spread on either side: equal or not
+    assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0)
+    assert verdict(7.9, 0.0, 10, np.array([8.0, 8.0]), True)[0] == "better"
+
+
+@pytest.fixture
+def paper_run(tmp_path, monkeypatch):
+    """A tiny paper suite found by name (as the bundled ones are) and trained for 3 seeds."""
+    import ganbench.config as config
+
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "paper-tiny.toml").write_text(TINY_PAPER.format(name="paper-tiny", modes=8.0, kl=5.0))
+    monkeypatch.setattr(config, "SUITE_DIRS", (*config.SUITE_DIRS, folder))
+    out = tmp_path / "res"
+    assert main(["run", "--suite", "paper-tiny", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_table_published_sets_papers_beside_ganbench_with_verdicts(paper_run, capsys):
+    df = load_results(paper_run)
+    c = published_table(df).set_index("metric")
+    assert list(c.index) == ["modes", "kl", "hq"]
+    final = df[df["final"].astype(bool)]
+    for metric in ("modes", "kl", "hq"):
+        values = final.loc[final["metric"] == metric, "value"].to_numpy(dtype=float)
+        assert c.loc[metric, "mean"] == pytest.approx(values.mean())
+        assert c.loc[metric, "se"] == pytest.approx(values.std(ddof=1) / math.sqrt(3))
+        assert c.loc[metric, "n"] == 3
+    assert c.loc["kl", "verdict"] == "better"  # ganbench's kl is far below the published 5.0 ± 0.01
+    assert c.loc["kl", "published_se"] == 0.01
+    capsys.readouterr()
+    assert main(["table", str(paper_run), "--published"]) == 0
+    md = capsys.readouterr().out
+    assert "| dataset | setting | metric | published" in md
+    assert "5.00 ± 0.01 se (n=10)" in md and "0.990 (n=5)" in md and "| better" in md
+    assert "paper-tiny: Someone et al. 2099, Table 9" in md
+    assert "paper-tiny deviation: trained for 40 steps instead of the paper's 25,000" in md
+    for fmt, marker in (("csv", "published_mean"), ("html", "<td>better</td>"), ("latex", r"\toprule")):
+        assert main(["table", str(paper_run), "--published", "--format", fmt]) == 0
+        assert marker in capsys.readouterr().out
+    # the ordinary table and the report print the suite's deviations too
+    assert "paper-tiny deviation: trained for 40 steps" in render(df, "md")
+    assert main(["report", str(paper_run), "-o", str(paper_run / "r.html")]) == 0
+    page = (paper_run / "r.html").read_text()
+    assert "Published results" in page and "trained for 40 steps instead of the paper&#x27;s 25,000" in page
+
+
+def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    # the same suite with a changed step count: never set beside the published numbers
+    assert main(["run", "--suite", "paper-tiny", "--out", str(other), "--set", "steps=30", "--seeds", "0,1",
+                 "--no-progress"]) == 0
+    c = published_table(load_results(other))
+    assert set(c["verdict"]) == {"not comparable: config differs from the suite's"}
+    assert c["mean"].isna().all()
+    single = tmp_path / "single"
+    assert main(["run", "--suite", "paper-tiny", "--out", str(single), "--seeds", "0", "--no-progress"]) == 0
+    assert set(published_table(load_results(single))["verdict"]) == {"not comparable: 1 finished seed, no interval"}
+    capsys.readouterr()
+    plain = tmp_path / "plain"
+    assert main(["run", "--dataset", "ring8", "--out", str(plain), "--set", "steps=5", "--no-progress"]) == 0
+    assert main(["table", str(plain), "--published"]) == 2
+    assert "no published numbers for these results" in capsys.readouterr().err
+
+
+def test_select_settings_runs_one_part_of_a_suite():
+    suite = load_suite("paper-gdpp-2d")
+    part = select_settings(suite, ["gan"])
+    assert {label for label, _ in part.settings} == {"gan"} and len(part.runs()) == 10
+    with pytest.raises(UserError, match="has no setting 'gna'; did you mean 'gan'"):
+        select_settings(suite, ["gna"])
+
+
+def test_simultaneous_update_takes_both_gradients_at_the_same_weights():
+    """With simultaneous updates G's first step cannot see D's first step: D's learning rate does
+    not change G after one step, while with alternating updates it does."""
+    base = RunConfig(width=16, depth=2, batch_size=32, steps=1, z_dim=4, lr_d=1e-4)
+    def g_after(cfg):
+        return [p.detach().clone() for p in train(cfg, DATASETS["ring8"](), torch.device("cpu")).generator.parameters()]
+    sim = base.replace(update="simultaneous")
+    assert all(torch.equal(a, b) for a, b in zip(g_after(sim), g_after(sim.replace(lr_d=0.5))))
+    assert not all(torch.equal(a, b) for a, b in zip(g_after(base), g_after(base.replace(lr_d=0.5))))
+    with pytest.raises(UserError, match="one discriminator step per generator step"):
+        train(sim.replace(n_dis=2), DATASETS["ring8"](), torch.device("cpu"))
+
+
+def test_list_suites_names_the_paper_suites(capsys):
+    assert main(["list", "suites"]) == 0
+    out = capsys.readouterr().out
+    assert all(re.search(rf"^{name}\s", out, re.M) for name in PAPERS)
