@@ -3,7 +3,9 @@
 ``LOSSES`` maps a name to a ``Loss`` record: ``d(real_logits, fake_logits)`` and ``g(fake_logits)``
 return scalar losses to minimise; ``penalty`` marks losses that add the gradient penalty
 (weighted by ``cfg.gp_weight``), computed by ``gradient_penalty``; ``clip`` marks losses whose
-discriminator weights are clipped to [-cfg.weight_clip, cfg.weight_clip] after every update.
+discriminator weights are clipped to [-cfg.weight_clip, cfg.weight_clip] after every update;
+``zero_sum`` marks losses whose generator objective is the negated discriminator loss (the Unrolled
+GAN's look-ahead then takes G's loss as -d at the unrolled D, real term included).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Loss:
     description: str
     penalty: bool = False  # add cfg.gp_weight * gradient_penalty to the discriminator loss
     clip: bool = False  # clip discriminator weights after each of its updates (clip_weights)
+    zero_sum: bool = False  # g is -d up to D(x) terms: G's full objective is -d(real, fake) (the Unrolled GAN's f)
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
@@ -55,6 +58,7 @@ _register(Loss(
 _register(Loss(
     "minimax", _bce_d, lambda f: -F.softplus(f).mean(),
     "original minimax GAN: G minimises log(1 - D(G(z))) (Goodfellow et al. 2014)",
+    zero_sum=True,
 ))
 _register(Loss(
     "lsgan",

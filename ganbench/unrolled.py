@@ -84,9 +84,15 @@ def lookahead(d: nn.Module, opt: torch.optim.Adam, d_loss, k: int) -> dict[str, 
 
 def unrolled_generator_loss(d: nn.Module, opt_d: torch.optim.Adam, loss, k: int,
                             real: Tensor, y_real: Tensor | None, fake: Tensor, y_fake: Tensor | None) -> Tensor:
-    """``loss.g`` of D after ``k`` look-ahead updates on (real, fake); ``fake`` carries G's graph."""
+    """G's loss at D after ``k`` look-ahead updates on (real, fake); ``fake`` carries G's graph.
+
+    For a zero-sum loss (``minimax``) that is the paper's f_K = -loss.d(D_K(x), D_K(G(z))): the real
+    term counts too, because D_K depends on G through the updates (the notebook's ``-unrolled_loss``).
+    Other losses use ``loss.g`` at D_K."""
     def D(params, x, y):
         return functional_call(d, params, (x,) if y is None else (x, y)).float()
 
     params = lookahead(d, opt_d, lambda p: loss.d(D(p, real, y_real), D(p, fake, y_fake)), k)
+    if loss.zero_sum:
+        return -loss.d(D(params, real, y_real), D(params, fake, y_fake))
     return loss.g(D(params, fake, y_fake))

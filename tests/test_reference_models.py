@@ -18,7 +18,7 @@ from ganbench.losses import LOSSES
 from ganbench.models.blocks import Packed
 from ganbench.models.mlp import Maxout
 from ganbench.train import build_models, train
-from ganbench.unrolled import lookahead
+from ganbench.unrolled import lookahead, unrolled_generator_loss
 
 from test_checkpoint import Stop, _state, _stop_at
 
@@ -181,3 +181,21 @@ def test_variant_is_deterministic_and_resumes_exactly(variant, tmp_path):
 def test_unsupported_combinations_are_refused_before_training(values, message):
     with pytest.raises(UserError, match=message):
         validate_suite(single_setting_suite({"steps": 1, **values}, [0]))
+
+
+def test_zero_sum_unrolled_objective_counts_the_real_term_through_the_lookahead():
+    """Metz et al.'s f_K = f(θ_G, θ_D^K): for the minimax loss the real term depends on G via θ_D^K."""
+    torch.manual_seed(0)
+    g = nn.Linear(3, 2)
+    d = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
+    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    loss = LOSSES["minimax"]
+    full = unrolled_generator_loss(d, opt, loss, 2, real, None, g(z), None)
+    (grad_full,) = torch.autograd.grad(full, g.weight)
+    call = lambda p, x: torch.func.functional_call(d, p, (x,))  # noqa: E731
+    fake = g(z)
+    params = lookahead(d, opt, lambda p: loss.d(call(p, real), call(p, fake)), 2)
+    assert full.item() == pytest.approx(-loss.d(call(params, real), call(params, fake)).item(), rel=1e-6)
+    (grad_fake_only,) = torch.autograd.grad(loss.g(call(params, fake)), g.weight)
+    assert not torch.allclose(grad_full, grad_fake_only)
