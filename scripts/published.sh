@@ -13,8 +13,10 @@
 #
 # Writes OUT/published.md (the verdict table of every suite, the suites' scale and deviations, and
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
-# OUT/published-<suite>.html (the report of each suite) and appends one line per part to
-# OUT/published-timings.csv: when it ran, how long it took, and how many runs it finished.
+# OUT/published-<suite>.html (the report of each suite), OUT/published-rows/<suite>.jsonl.gz (the
+# final result rows of the finished runs: a work folder that does not exist yet starts from them,
+# so a suite continues across machines without retraining what has finished) and appends one line
+# per part to OUT/published-timings.csv: when it ran, how long it took, how many runs it finished.
 set -euo pipefail
 # Parts in the order they run: cheapest and most informative first.
 all_parts=(
@@ -58,6 +60,12 @@ ids = {c.run_id for _, c in suite.runs()}
 print(len(ids & done), len(ids))
 PY
 }
+for suite in $(printf '%s\n' "${all_parts[@]}" | cut -d: -f1 | uniq); do  # continue from committed rows
+    saved=$out/published-rows/$suite.jsonl.gz
+    if [ -f "$saved" ] && [ ! -e "$work/$suite/results.jsonl" ]; then
+        mkdir -p "$work/$suite" && gunzip -c "$saved" > "$work/$suite/results.jsonl"
+    fi
+done
 if [ -n "$train" ]; then
     for part in "${parts[@]}"; do
         suite=${part%%:*} setting=${part#*:}
@@ -71,6 +79,8 @@ if [ -n "$train" ]; then
     done
 fi
 "$python" - "$out" "$work" "$timings" "${all_parts[@]}" <<'PY'
+import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -79,7 +89,7 @@ import pandas as pd
 from ganbench.config import load_suite
 from ganbench.published import display, legend
 from ganbench.report import write_report
-from ganbench.store import atomic_write_text, load_results
+from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
 from ganbench.tables import published_table, to_markdown
 
 out, work, timings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -102,6 +112,11 @@ for name in names:
     md.append("")
     if rows is not None and finished:
         rows = rows[rows["run_id"].isin(ids)]
+        keep = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+        keep = [r for r in keep if r.get("final") and r.get("run_id") in ids]
+        (out / "published-rows").mkdir(exist_ok=True)
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        atomic_write_bytes(out / "published-rows" / f"{name}.jsonl.gz", gzip.compress(text.encode(), mtime=0))
         c = published_table(rows, [suite])
         md += [to_markdown(display(c)), ""]
         csv.append(c)
