@@ -123,6 +123,12 @@ for name in names:
         write_report(folder, out / f"published-{name}.html", title=f"ganbench: {name} beside its paper",
                      notes=[f"{finished} of {len(ids)} runs of suite {name} finished."], rows=rows)
     md += [f"- {line}" for line in legend([suite])[1:]] + [""]
+    if rows is not None and finished:
+        runs = rows[rows["final"].astype(bool)].drop_duplicates("run_id")
+        per_run = runs.groupby(["label", "dataset"], sort=False)["timing.train_seconds"].mean()
+        md += ["Training time per run (mean over its finished seeds, one torch thread, 2 runs sharing 2 cores): "
+               + ", ".join(f"{label} on {dataset} {sec / 60:.1f} min" for (label, dataset), sec in per_run.items())
+               + ".", ""]
     mine = spent[spent["suite"] == name]
     if len(mine):
         per = mine.groupby("setting", sort=False)["seconds"].sum()
