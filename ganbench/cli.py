@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -133,6 +136,25 @@ def _suite_from_args(args):
     return select_settings(load_suite(args.suite or "quick", overrides, args.seeds), args.setting)
 
 
+@contextlib.contextmanager
+def terminate_as_exit():
+    """SIGTERM (``kill``, a batch scheduler's stop) raises SystemExit instead of ending the process on
+    the spot, so a process pool or Ray stops its workers on the way out rather than leaving them
+    training into the results folder; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def cmd_run(args) -> int:
     from ganbench import distributed
     from ganbench.executors import run_suite, validate_suite
@@ -177,8 +199,9 @@ def cmd_run(args) -> int:
     where = {"local": f"{args.jobs} processes" if args.jobs > 1 else str(device), "ray": "Ray"}[args.executor]
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")
     start = time.perf_counter()
-    outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
-                         checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, executor=executor)
+    with terminate_as_exit():
+        outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
+                             checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, executor=executor)
     skipped = sum(o.status == "skipped" for o in outcomes)
     diverged = sum(o.status == "diverged" for o in outcomes)
     failed = [o for o in outcomes if o.status == "failed"]

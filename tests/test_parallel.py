@@ -2,7 +2,9 @@
 a run that raises is recorded as failed while the others finish; --resume skips finished runs."""
 
 import json
+import os
 import shutil
+import signal
 import sys
 
 import pytest
@@ -310,3 +312,49 @@ def test_ray_mistake_in_one_task_keeps_the_tasks_already_finished(ray_session, t
         for o in parallel.run_parallel(runs, "t", tmp_path, torch.device("cpu"), parallel.Executor(kind="ray")):
             got.append((o.label, o.status))
     assert sorted(got) == [("also good", "ok"), ("good", "ok")]
+
+
+def _children(pid):
+    try:
+        text = open(f"/proc/{pid}/task/{pid}/children").read()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_sigterm_stops_the_pool_workers_too(tmp_path):
+    """`kill` of `ganbench run --jobs 2` must not leave its workers training into the results folder."""
+    import subprocess
+    import time
+
+    cmd = [sys.executable, "-m", "ganbench", "run", "--dataset", "ring8", "--seeds", "0,1", "--jobs", "2",
+           "--threads", "1", "--no-progress", "--out", str(tmp_path / "res"), "--set", "steps=1000000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(workers) < 2:  # the two workers (and the resource tracker)
+            time.sleep(0.5)
+            workers = {p for p in _children(proc.pid) if "spawn_main" in open(f"/proc/{p}/cmdline").read()}
+        assert len(workers) == 2, "the pool's workers did not start"
+        time.sleep(3)  # inside training
+        proc.terminate()
+        assert proc.wait(timeout=60) == 128 + 15
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers)
+    finally:  # never leave a million-step run behind, whatever failed above
+        proc.kill()
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
