@@ -300,6 +300,8 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
     for key, values in matrix.items():
         if not isinstance(values, list) or not values:
             raise UserError(f"{where}: matrix key {key!r} must be a non-empty list")
+    if not doc.get("settings") and not matrix:  # not one silent run of the default config
+        raise UserError(f"{where}: the suite has no settings: add [[settings]] tables (or a [matrix] to expand [defaults])")
     entries = doc.get("settings") or [{}]
     seeds = list(seeds) if seeds is not None else list(doc.get("seeds", [0]))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):

@@ -90,8 +90,19 @@ def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
     return p
 
 
+IMAGE_FEATURES = ("inception", "domain", "stacked")  # built-in extractors that read (C, H, W) images
+
+
 def preflight(metrics: list[Metric], dataset) -> None:
-    """Checks that can fail before any training (e.g. the Inception weights file is missing)."""
+    """Checks that can fail before any training: the metric applies to the data (2-D mode metrics
+    need mode centres, image features need images), and e.g. the Inception weights file exists."""
+    for m in metrics:
+        if m.features == "mode2d" and getattr(dataset, "means", None) is None:
+            raise UserError(f"metric {m.name!r} applies to 2-D Gaussian mixtures (ring8, grid25, ...), "
+                            f"not to dataset {dataset.name!r}")
+        if m.features in IMAGE_FEATURES and len(tuple(dataset.shape)) != 3:
+            raise UserError(f"metric {m.name!r} reads images ({m.features} features); dataset {dataset.name!r} "
+                            f"has samples of shape {tuple(dataset.shape)}")
     for m in metrics:
         check = getattr(FEATURES[m.features], "preflight", None)
         if check is not None:

@@ -26,8 +26,8 @@ GROUP = ["dataset", "label", "model", "loss", "group_id"]
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The final evaluation of each run, one row per (run, metric); the newest wins on repeats."""
-    if df.empty:
-        return df
+    if df.empty or "final" not in df.columns:
+        return df.iloc[0:0]
     final = df[df["final"].astype(bool)]
     return final.drop_duplicates(subset=["run_id", "metric"], keep="last")
 
@@ -432,6 +432,8 @@ def comparison_tables(df: pd.DataFrame, baseline: str | None = None, metrics: li
 
     ``baseline`` and ``metrics`` are checked against the whole folder; a block is tested against
     the baseline where the baseline has runs, and shows those of ``metrics`` it has."""
+    if final_rows(df).empty:  # e.g. a folder whose only line was torn by a killed writer
+        raise UserError("no final results to tabulate")
     if metrics or baseline:  # unknown or ambiguous names: one error, as comparison_table would give
         s = _select_metrics(summarize(df), metrics)
         if baseline:

@@ -100,6 +100,9 @@ def test_single_setting_with_seeds_and_table(tmp_path, capsys):
     (["run", "--suite", "quik"], "did you mean 'quick'"),
     (["run", "--suite", "quick", "--model", "mlp"], "not both"),
     (["run", "--device", "tpu"], "unknown device 'tpu'"),
+    (["run", "--dataset", "ring8", "--set", "metrics=fid"], "metric 'fid' reads images (inception features); dataset 'ring8'"),
+    (["run", "--dataset", "digits", "--model", "dcgan", "--set", "metrics=modes"], "metric 'modes' applies to 2-D Gaussian mixtures"),
+    (["run", "--suite", "paper-gdpp-2d", "--setting", "gna"], "has no setting 'gna'; did you mean 'gan'"),
 ])
 def test_user_mistakes_exit_2_and_write_nothing(tmp_path, argv, message, capsys):
     out = tmp_path / "res"
@@ -116,6 +119,21 @@ def test_argument_errors_exit_2_with_one_line(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_suite_without_settings_is_refused(tmp_path, capsys):
+    suite = tmp_path / "empty.toml"
+    suite.write_text('name = "empty"\n')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "res")]) == 2
+    assert "the suite has no settings" in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
+def test_table_of_a_folder_whose_only_line_is_torn(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text('{"config": {"batch_size": 512, "betas"')  # a killed writer's half line
+    for argv in (["table", str(tmp_path)], ["table", str(tmp_path), "--format", "csv"], ["report", str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no final results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_table_of_missing_folder(tmp_path, capsys):
