@@ -26,7 +26,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 from ganbench.errors import UserError, suggest as _suggest
 from ganbench.published import parse_published
 
-SUITE_DIRS = (Path(__file__).resolve().parent.parent / "baselines", Path.cwd() / "baselines")
+_PACKAGE = Path(__file__).resolve().parent
+# Where suites are found by name: inside an installed wheel (ganbench/baselines, package data), in a
+# checkout or editable install (the repository's baselines/, the same files), then ./baselines.
+SUITE_DIRS = (_PACKAGE / "baselines", _PACKAGE.parent / "baselines", Path.cwd() / "baselines")
 
 
 @dataclass(frozen=True)
