@@ -4,6 +4,17 @@ import torch
 from ganbench.config import RunConfig
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/ganbench: the feature/classifier cache and the
+    data root live in a folder of this session (subprocesses inherit the variables)."""
+    root = tmp_path_factory.mktemp("ganbench-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANBENCH_CACHE", str(root / "cache"))
+        mp.setenv("GANBENCH_DATA", str(root / "data"))
+        yield root
+
+
 @pytest.fixture
 def tiny_cfg() -> RunConfig:
     """A run small enough to train in well under a second."""

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -21,12 +20,6 @@ from ganbench.train import build_models, train
 
 CFG = dict(model="mlp", loss="ns", dataset="ring8", steps=20, batch_size=32, width=16, depth=2)
 GP = dict(loss="wgan-gp", n_dis=2, steps=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _join(rank: int, out: str) -> None:
@@ -137,8 +130,9 @@ def test_outside_a_group_everything_is_a_no_op():
 def test_torchrun_cli_writes_rows_once_from_rank_0(tmp_path):
     out = tmp_path / "res"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "ganbench", "run", "--model", "mlp", "--dataset", "ring8",
+    # --standalone: the rendezvous binds a free port itself, so no port is picked (and raced for) beforehand
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ganbench", "run", "--model", "mlp", "--dataset", "ring8",
            "--seeds", "0", "--set", "steps=20", "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32",
            "--out", str(out), "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
@@ -394,8 +388,9 @@ def test_torchrun_run_on_digits_evaluates_over_both_processes(tmp_path):
     reference cache entry and the rows, once."""
     out, cache = tmp_path / "res", tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GANBENCH_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "ganbench", "run", "--model", "dcgan", "--loss", "wgan-gp",
+    # --standalone: the rendezvous binds a free port itself, so no port is picked (and raced for) beforehand
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "ganbench", "run", "--model", "dcgan", "--loss", "wgan-gp",
            "--dataset", "digits", "--seeds", "0", "--set", "steps=4", "--set", "width=8",
            "--set", "batch_size=32", "--set", "z_dim=8", "--out", str(out), "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -122,3 +122,10 @@ def test_environment_records_versions():
     env = store.environment(torch.device("cpu"))
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert {"ganbench", "git_commit", "python", "platform", "device_name"} <= set(env)
+
+
+def test_tests_use_a_cache_and_data_root_of_their_own(hermetic_cache):
+    from ganbench.cache import cache_dir
+    from ganbench.data import data_root
+
+    assert cache_dir().is_relative_to(hermetic_cache) and data_root().is_relative_to(hermetic_cache)
