@@ -2,7 +2,8 @@
 # Run the paper-... suites in parts and write their published-vs-ganbench tables to results/:
 #
 #   scripts/published.sh                         # every part below, in order
-#   scripts/published.sh paper-gdpp-2d:gan       # only these parts (suite:setting)
+#   scripts/published.sh paper-gdpp-2d:gan       # only these parts (suite:setting[,setting...]; the
+#                                                # settings of one part share the --jobs workers)
 #   scripts/published.sh --tables-only           # no training: tables from what has finished
 #
 # Options: --work DIR   results folders, one per suite (default: ganbench-leaderboard-work); runs
@@ -54,7 +55,7 @@ import sys
 from pathlib import Path
 from ganbench.config import load_suite, select_settings
 from ganbench.store import finished_run_ids
-suite = select_settings(load_suite(sys.argv[1]), [sys.argv[2]])
+suite = select_settings(load_suite(sys.argv[1]), sys.argv[2].split(","))
 done = finished_run_ids(Path(sys.argv[3])) if Path(sys.argv[3], "results.jsonl").exists() else set()
 ids = {c.run_id for _, c in suite.runs()}
 print(len(ids & done), len(ids))
@@ -72,7 +73,7 @@ if [ -n "$train" ]; then
         read -r before total < <(count "$suite" "$setting" "$work/$suite")
         [ "$before" -lt "$total" ] || { echo "$part: all $total runs finished"; continue; }
         start=$(date +%s)
-        "$ganbench" run --suite "$suite" --setting "$setting" --out "$work/$suite" --resume --no-progress \
+        "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
             --jobs "$jobs" --threads 1 || echo "$part: some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
         echo "$(date -u +%FT%TZ),$suite,$setting,$(( $(date +%s) - start )),$after,$total,$(nproc),$jobs" >> "$timings"
@@ -131,7 +132,7 @@ for name in names:
                + ".", ""]
     mine = spent[spent["suite"] == name]
     if len(mine):
-        per = mine.groupby("setting", sort=False)["seconds"].sum()
+        per = mine.groupby("setting", sort=False)["seconds"].sum().astype(int)
         md += ["Wall time of each part on this machine (seconds, 2 cores, `--jobs 2`): "
                + ", ".join(f"{k} {v:,}" for k, v in per.items()) + ".", ""]
 md += [legend([])[0], ""]

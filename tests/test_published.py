@@ -62,6 +62,7 @@ values = {{ hq = 0.99 }}
 def test_paper_suites_carry_citation_protocol_deviations_and_published_rows(name):
     suite = load_suite(name)
     assert suite.name == name and suite.citation and suite.deviations
+    assert all(cfg.divergence == "continue" for _, cfg in suite.settings)  # every run trains to the paper's length
     assert {"data", "generator", "discriminator", "optimiser", "evaluation"} <= dict(suite.protocol).keys()
     settings = {(label, cfg.dataset) for label, cfg in suite.settings}
     for pub in suite.published:
