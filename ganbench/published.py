@@ -122,12 +122,11 @@ def _digits(*values: float) -> int:
     return min(4, max(1, 3 - math.ceil(math.log10(top) + 1e-12)))
 
 
-def comparison(final: pd.DataFrame, suite) -> pd.DataFrame:
+def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
     """One line per (published row, metric) of ``suite``: published and ganbench numbers and a verdict.
 
-    ``final``: the final rows of a results folder (``tables.final_rows``)."""
-    from ganbench.metrics import METRICS  # noqa: PLC0415 - the metric records give the current protocols
-
+    ``final``: the final rows of a results folder (``tables.final_rows``); ``metrics``: the metric
+    registry, whose records give each metric's direction and current version."""
     configs = {(label, cfg.dataset): cfg for label, cfg in suite.settings}
     rows = final[final["suite"] == suite.name] if "suite" in final.columns else final.iloc[0:0]
     out = []
@@ -143,7 +142,7 @@ def comparison(final: pd.DataFrame, suite) -> pd.DataFrame:
             reason = None
             if cfg is None:
                 reason = f"suite has no setting {pub.setting!r} on {pub.dataset!r}"
-            elif metric not in METRICS:
+            elif metric not in metrics:
                 reason = f"unknown metric {metric!r}"
             elif mine.empty:
                 reason = "not run yet"
@@ -152,7 +151,7 @@ def comparison(final: pd.DataFrame, suite) -> pd.DataFrame:
                 if same.empty:
                     reason = "config differs from the suite's"
                 else:
-                    current = same[same["protocol.metric_version"] == METRICS[metric].version] \
+                    current = same[same["protocol.metric_version"] == metrics[metric].version] \
                         if "protocol.metric_version" in same.columns else same
                     if current.empty:
                         reason = "evaluated under an older version of the metric"
@@ -165,7 +164,7 @@ def comparison(final: pd.DataFrame, suite) -> pd.DataFrame:
                 if len(ok) < 2:
                     reason = f"{len(ok)} finished seed{'s' if len(ok) != 1 else ''}, no interval"
                 else:
-                    line["verdict"], line["p"] = verdict(pub_mean, pub_se, pub.n, ok, METRICS[metric].higher_is_better)
+                    line["verdict"], line["p"] = verdict(pub_mean, pub_se, pub.n, ok, metrics[metric].higher_is_better)
             if reason is not None:
                 line["verdict"] = f"not comparable: {reason}"
             out.append(line)

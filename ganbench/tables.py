@@ -20,6 +20,7 @@ from scipy import stats
 from ganbench import published
 from ganbench.config import Suite, available_suites, load_suite
 from ganbench.errors import UserError, suggest
+from ganbench.metrics import METRICS
 
 GROUP = ["dataset", "label", "model", "loss", "group_id"]
 
@@ -383,7 +384,7 @@ def suites_of(df: pd.DataFrame) -> list[Suite]:
 def published_table(df: pd.DataFrame, suites: list[Suite] | None = None) -> pd.DataFrame:
     """``published.comparison`` of every paper suite in the rows (or of ``suites``), one table."""
     suites = suites_of(df) if suites is None else suites
-    parts = [published.comparison(final_rows(df), s) for s in suites if s.published]
+    parts = [published.comparison(final_rows(df), s, METRICS) for s in suites if s.published]
     if not parts:
         raise UserError("no published numbers for these results: run a paper-... suite "
                         "(`ganbench list suites`) into this folder")
