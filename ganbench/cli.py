@@ -279,9 +279,11 @@ def cmd_list(args) -> int:
     if what == "suites":
         from ganbench.config import available_suites, load_suite
 
-        for name, path in available_suites().items():
+        suites = available_suites()
+        width = max(map(len, suites), default=0)
+        for name, path in suites.items():
             s = load_suite(str(path))
-            print(f"{name:14s} {len(s.runs()):4d} runs  {s.description}")
+            print(f"{name:{width}s} {len(s.runs()):4d} runs  {s.description}")
         return 0
     if what == "metrics":
         from ganbench.metrics import METRICS
