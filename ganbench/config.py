@@ -185,6 +185,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'init': unknown initialisation {_suggest(cfg.init, INITS)}")
     if cfg.update not in UPDATES:
         raise UserError(f"config key 'update': unknown update {_suggest(cfg.update, UPDATES)}")
+    if cfg.init == "default" and cfg.init_gain != 1.0:
+        raise UserError(f"config key 'init_gain' ({cfg.init_gain}) is read by init 'orthogonal' or 'normal', not 'default'")
     if cfg.maxout == 1 or cfg.maxout < 0:
         raise UserError(f"config key 'maxout' must be 0 (off) or at least 2 pieces, got {cfg.maxout!r}")
     if cfg.batch_size % cfg.pack:

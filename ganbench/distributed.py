@@ -56,7 +56,11 @@ def check_suite(suite) -> None:
     from ganbench.data import DATASETS
     from ganbench.models import MODELS
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun; the process group is not up yet
     for label, cfg in suite.settings:
+        if cfg.pack > 1 and (cfg.batch_size % world or (cfg.batch_size // world) % cfg.pack):
+            raise UserError(f"{label}: each of the {world} processes gets batch_size / {world} samples, which must be "
+                            f"a multiple of pack ({cfg.pack}); got batch_size {cfg.batch_size}")
         dataset = DATASETS[cfg.dataset](cfg)  # outside the meta device: datasets are loaded once and kept
         with torch.device("meta"):
             nets = MODELS[cfg.model](cfg, dataset)

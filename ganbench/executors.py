@@ -34,6 +34,7 @@ from ganbench.samples import check_output, save_generator
 from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
 from ganbench.tensorboard import TensorBoardLogger, log_dir as tb_dir, require as require_tensorboard
 from ganbench.train import check_step, train
+from ganbench.unrolled import check_discriminator
 
 
 @dataclass
@@ -59,6 +60,15 @@ def validate_suite(suite: Suite) -> None:
         for m in metrics:
             FEATURES[m.features]
         preflight(metrics, dataset)
+    for pub in suite.published:  # a paper's numbers name metrics the setting computes
+        cfg = dict(((label, c.dataset), c) for label, c in suite.settings).get((pub.setting, pub.dataset))
+        if cfg is None:  # a part of the suite (--setting) without this setting
+            continue
+        computed = {m.name for m in resolve_metrics(cfg.metrics, DATASETS[cfg.dataset](cfg))}
+        for metric, _, _ in pub.values:
+            if metric not in computed:
+                raise UserError(f"{suite.path or suite.name}: published row {pub.source!r} gives metric {metric!r}, "
+                                f"which setting {pub.setting!r} does not compute ({', '.join(sorted(computed))})")
 
 
 def check_models(cfg: RunConfig, dataset) -> None:
@@ -106,6 +116,7 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
         if cond and not dataset.num_classes:
             raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
         check_step(cfg, LOSSES[cfg.loss], cond)
+        check_discriminator(cfg, d)
         g.eval()
         d.eval()
         with torch.no_grad():

@@ -10,7 +10,8 @@ is never set beside a number made under another protocol.
 
 Verdicts: ``consistent`` when the 95% interval of the difference contains 0 (Welch's t-test from
 the two means, spreads and counts, two-sided, 5% level; a one-sample t-test against the published
-mean when the paper gives no spread), else ``better`` or ``worse`` in the metric's direction.
+mean when the paper gives no spread; an exact comparison when neither side has any spread), else
+``better`` or ``worse`` in the metric's direction.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
         n = e.get("n", 0)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise UserError(f"{at}: n must be an integer >= 0, got {n!r}")
+        if spread == "std" and n < 2:
+            raise UserError(f"{at}: a standard deviation needs the number of runs behind it (n >= 2)")
         values = []
         if not isinstance(e["values"], dict) or not e["values"]:
             raise UserError(f"{at}: values must be a table of metric = mean or [mean, spread]")
@@ -83,32 +86,37 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
             if (len(pair) == 2) != (spread != "none"):
                 raise UserError(f"{at}: values.{metric}: give [mean, spread] when spread is std or se, "
                                 "and a single mean when it is none")
+            if not all(math.isfinite(x) for x in pair) or (len(pair) == 2 and pair[1] < 0):
+                raise UserError(f"{at}: values.{metric} must be finite, with a spread >= 0, got {v!r}")
             values.append((str(metric), float(pair[0]), float(pair[1]) if len(pair) == 2 else math.nan))
         out.append(Published(str(e["setting"]), str(e["dataset"]), str(e["source"]), n, spread,
                              tuple(values), str(e.get("note", ""))))
     return tuple(out)
 
 
-def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray, higher_is_better: bool) -> tuple[str, float]:
-    """(verdict, two-sided p) of ganbench's seed values ``ours`` against a published mean."""
+def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
+            higher_is_better: bool) -> tuple[str, float, str]:
+    """(verdict, two-sided p, the test that gave p) of ganbench's seed values ``ours`` against a
+    published mean: Welch's t-test from the summary statistics, a one-sample t-test when the paper
+    printed no spread, or an exact comparison when neither side has any spread."""
     ours = np.asarray(ours, dtype=float)
     n = len(ours)
     mean, sd = float(ours.mean()), float(ours.std(ddof=1))
-    if math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
-        if sd == 0:
-            p = 1.0 if mean == pub_mean else 0.0
-        else:
-            p = float(stats.ttest_1samp(ours, pub_mean).pvalue)
-    elif sd == 0 and pub_se == 0:
-        p = 1.0 if mean == pub_mean else 0.0
+    if (math.isnan(pub_se) or pub_se == 0) and sd == 0:
+        p, test = (1.0 if mean == pub_mean else 0.0), "exact"
+    elif math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
+        p, test = float(stats.ttest_1samp(ours, pub_mean).pvalue), "one-sample t"
     else:
-        # Welch from summary statistics; a published spread without n counts as one more run
-        p = float(stats.ttest_ind_from_stats(mean, sd, n, pub_mean, pub_se * math.sqrt(max(pub_n, 2)),
-                                             max(pub_n, 2), equal_var=False).pvalue)
+        # Welch from summary statistics; a standard error printed without n is taken as from 2 runs,
+        # the fewest that give one (the widest interval, so the least eager to call a difference)
+        pub_n = max(pub_n, 2)
+        p = float(stats.ttest_ind_from_stats(mean, sd, n, pub_mean, pub_se * math.sqrt(pub_n), pub_n,
+                                             equal_var=False).pvalue)
+        test = "Welch"
     if p >= LEVEL:
-        return "consistent", p
+        return "consistent", p, test
     up = (mean > pub_mean) == higher_is_better
-    return ("better" if up else "worse"), p
+    return ("better" if up else "worse"), p, test
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -138,7 +146,7 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
             line = {"suite": suite.name, "dataset": pub.dataset, "setting": pub.setting, "metric": metric,
                     "source": pub.source, "published_mean": pub_mean, "published_spread": pub_spread,
                     "published_spread_kind": pub.spread, "published_n": pub.n, "published_se": pub_se,
-                    "mean": math.nan, "se": math.nan, "n": 0, "diverged": 0, "p": math.nan}
+                    "mean": math.nan, "se": math.nan, "n": 0, "diverged": 0, "p": math.nan, "test": ""}
             reason = None
             if cfg is None:
                 reason = f"suite has no setting {pub.setting!r} on {pub.dataset!r}"
@@ -164,7 +172,8 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
                 if len(ok) < 2:
                     reason = f"{len(ok)} finished seed{'s' if len(ok) != 1 else ''}, no interval"
                 else:
-                    line["verdict"], line["p"] = verdict(pub_mean, pub_se, pub.n, ok, metrics[metric].higher_is_better)
+                    line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub.n, ok,
+                                                                       metrics[metric].higher_is_better)
             if reason is not None:
                 line["verdict"] = f"not comparable: {reason}"
             out.append(line)
@@ -182,16 +191,18 @@ def display(c: pd.DataFrame) -> pd.DataFrame:
             pub += f" ± {_fmt(r['published_spread'], d)} {kind}"
         pub += f" (n={r['published_n']})" if r["published_n"] else " (n not stated)"
         ours = "—" if math.isnan(r["mean"]) else f"{_fmt(r['mean'], d)} ± {_fmt(r['se'], d)} se (n={r['n']})"
+        tested = f"{r['verdict']} (p={r['p']:.2g}, {r['test']})" if r["test"] else r["verdict"]
         out.append({"dataset": r["dataset"], "setting": r["setting"], "metric": r["metric"],
-                    "published": pub, "ganbench": ours, "verdict": r["verdict"], "source": r["source"]})
+                    "published": pub, "ganbench": ours, "verdict": tested, "source": r["source"]})
     return pd.DataFrame(out, columns=["dataset", "setting", "metric", "published", "ganbench", "verdict", "source"])
 
 
 def legend(suites) -> list[str]:
     """The lines printed under a published comparison: how to read it, then each suite's citation and deviations."""
     lines = ["published: mean ± spread as printed (std or se) and the runs behind it; ganbench: mean ± standard "
-             "error over the suite's seeds (n); verdict: consistent when the 95% interval of the difference "
-             "contains 0 (Welch's t-test, 5% level), else better or worse in the metric's direction"]
+             "error over the suite's seeds (n); verdict: consistent when the difference is not significant at the 5% "
+             "level (two-sided; Welch's t-test from both means, spreads and run counts, or a one-sample t-test of "
+             "ganbench's seeds when the paper printed no spread), else better or worse in the metric's direction"]
     for s in suites:
         lines.append(f"{s.name}: {s.citation}")
         lines += [f"{s.name} deviation: {d}" for d in s.deviations]

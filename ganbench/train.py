@@ -19,7 +19,7 @@ from ganbench.models import MODELS, is_conditional
 from ganbench.monitor import Monitor, grad_norm
 from ganbench.samples import check_output
 from ganbench.seeding import make_generator, seeded_init, synchronize
-from ganbench.unrolled import check_unrolled, unrolled_generator_loss
+from ganbench.unrolled import check_discriminator, check_unrolled, unrolled_generator_loss
 
 # (step, generator in eval mode) -> (first metric value, higher_is_better) or None
 EvalHook = Callable[[int, nn.Module], Optional[tuple]]
@@ -135,6 +135,7 @@ def train(
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
     check_step(cfg, loss, cond)
+    check_discriminator(cfg, d)
     check_generator(g, cfg, dataset, device, cond)
     amp = mixed_precision(cfg, device)
 

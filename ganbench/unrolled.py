@@ -19,11 +19,19 @@ import math
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.utils import parametrize
 
 from ganbench import distributed
 from ganbench.errors import UserError
 
 Tensor = torch.Tensor
+
+
+def _sqrt(v: Tensor) -> Tensor:
+    """sqrt(v) with a finite derivative where v = 0 (a weight that has had no gradient yet: a dead
+    ReLU, a maxout piece that never wins), where sqrt's derivative is infinite and 0 * inf would
+    turn every generator gradient into NaN. The values are sqrt(v) exactly."""
+    return torch.where(v > 0, v.clamp_min(1e-30).sqrt(), torch.zeros_like(v))
 
 
 def check_unrolled(cfg, loss) -> None:
@@ -43,6 +51,15 @@ def check_unrolled(cfg, loss) -> None:
         why = "the look-ahead is not split over torchrun processes"
     if why:
         raise UserError(f"unroll_steps = {cfg.unroll_steps} is not supported here: {why}")
+
+
+def check_discriminator(cfg, d: nn.Module) -> None:
+    """A discriminator with parametrized weights (spectral norm built into the model, as sngan's) is
+    refused with unroll_steps: its power iteration is not unrolled."""
+    if cfg.unroll_steps and any(parametrize.is_parametrized(m) for m in d.modules()):
+        raise UserError(f"unroll_steps = {cfg.unroll_steps} is not supported with model {cfg.model!r}: its "
+                        "discriminator has parametrized (spectrally normalised) weights, whose power iteration "
+                        "is not unrolled")
 
 
 def lookahead(d: nn.Module, opt: torch.optim.Adam, d_loss, k: int) -> dict[str, Tensor]:
@@ -76,7 +93,7 @@ def lookahead(d: nn.Module, opt: torch.optim.Adam, d_loss, k: int) -> dict[str, 
         for p, grad, (m, v) in zip(params, grads, moments):
             m = beta1 * m + (1 - beta1) * grad
             v = beta2 * v + (1 - beta2) * grad * grad
-            new_params.append(p - step_size * m / (v.sqrt() / root_bc2 + eps))
+            new_params.append(p - step_size * m / (_sqrt(v) / root_bc2 + eps))
             new_moments.append((m, v))
         params, moments = new_params, new_moments
     return {**dict(zip(names, params)), **buffers}

@@ -107,6 +107,9 @@ def test_linspace_ring_has_seven_locations_and_counts_eight_modes_like_the_refer
     ({"setting": "a", "dataset": "ring8", "source": "T1", "n": -1, "values": {"modes": 1}}, "n must be an integer"),
     ({"setting": "a", "dataset": "ring8", "source": "T1", "values": {"modes": "x"}}, "must be a number"),
     ({"setting": "a", "dataset": "ring8", "source": "T1", "valeus": {}}, "unknown key 'valeus'"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "std", "values": {"modes": [1, 2]}}, "needs the number of runs"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "se", "values": {"modes": [1, -2]}}, "spread >= 0"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "values": {"modes": float("nan")}}, "must be finite"),
 ])
 def test_malformed_published_rows_are_one_line_errors(entry, message):
     with pytest.raises(UserError, match=message):
@@ -122,19 +125,34 @@ def test_published_row_of_a_setting_the_suite_does_not_run_is_refused(tmp_path):
 
 
 def test_verdicts_against_closed_forms():
-    ours = np.array([7.0, 8.0, 8.0, 7.0, 8.0])  # mean 7.6, sd 0.548, se 0.245
-    assert verdict(7.6, 0.1, 10, ours, True)[0] == "consistent"
-    v, p = verdict(6.3, 0.5 / math.sqrt(10) * math.sqrt(10) / math.sqrt(10), 10, ours, True)
-    assert v == "better" and p < 0.05
+    from scipy import stats
+
+    ours = np.array([7.0, 8.0, 8.0, 7.0, 8.0])  # mean 7.6, sd 0.548
+    m, s, n = ours.mean(), ours.std(ddof=1), len(ours)
+    # Welch by hand: published 6.3 ± 1.0 se over 10 runs, i.e. sd 1.0 * sqrt(10)
+    v1, v2 = s**2 / n, 1.0**2
+    t = (m - 6.3) / math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1**2 / (n - 1) + v2**2 / 9)
+    verdict_, p, test = verdict(6.3, 1.0, 10, ours, True)
+    assert (verdict_, test) == ("consistent", "Welch") and p == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
+    assert verdict(6.3, 0.05, 10, ours, True)[0] == "better"
     assert verdict(9.5, 0.1, 10, ours, True)[0] == "worse"
     assert verdict(9.5, 0.1, 10, ours, False)[0] == "better"  # lower is better: 7.6 beats 9.5
     # no published spread: a one-sample t-test of ours against the published mean
-    t = (7.6 - 7.0) / (ours.std(ddof=1) / math.sqrt(5))
-    from scipy import stats
-    assert verdict(7.0, math.nan, 5, ours, True)[1] == pytest.approx(2 * stats.t.sf(t, 4))
+    t1 = (m - 7.0) / (s / math.sqrt(n))
+    _, p1, test1 = verdict(7.0, math.nan, 5, ours, True)
+    assert test1 == "one-sample t" and p1 == pytest.approx(2 * stats.t.sf(t1, n - 1), rel=1e-9)
     # no spread on either side: equal or not
-    assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0)
-    assert verdict(7.9, 0.0, 10, np.array([8.0, 8.0]), True)[0] == "better"
+    assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0, "exact")
+    assert verdict(7.9, math.nan, 5, np.array([8.0, 8.0]), True) == ("better", 0.0, "exact")
+
+
+def test_published_metric_must_be_computed_by_its_setting(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TINY_PAPER.format(name="s", modes=8, kl=0.1).replace("[defaults]", '[defaults]\nmetrics = ["modes", "hq"]'))
+    from ganbench.executors import validate_suite
+    with pytest.raises(UserError, match="gives metric 'kl', which setting 'gan' does not compute"):
+        validate_suite(load_suite(str(path)))
 
 
 @pytest.fixture
@@ -167,10 +185,10 @@ def test_table_published_sets_papers_beside_ganbench_with_verdicts(paper_run, ca
     assert main(["table", str(paper_run), "--published"]) == 0
     md = capsys.readouterr().out
     assert "| dataset | setting | metric | published" in md
-    assert "5.00 ± 0.01 se (n=10)" in md and "0.990 (n=5)" in md and "| better" in md
+    assert "5.00 ± 0.01 se (n=10)" in md and "0.990 (n=5)" in md and "| better (p=" in md and ", Welch)" in md
     assert "paper-tiny: Someone et al. 2099, Table 9" in md
     assert "paper-tiny deviation: trained for 40 steps instead of the paper's 25,000" in md
-    for fmt, marker in (("csv", "published_mean"), ("html", "<td>better</td>"), ("latex", r"\toprule")):
+    for fmt, marker in (("csv", "published_mean"), ("html", "<td>better (p="), ("latex", r"\toprule")):
         assert main(["table", str(paper_run), "--published", "--format", fmt]) == 0
         assert marker in capsys.readouterr().out
     # the ordinary table and the report print the suite's deviations too

@@ -26,6 +26,8 @@ CPU = torch.device("cpu")
 PAPER = dict(activation="tanh", init="orthogonal", init_gain=1.4, z_dim=8, width=16, depth=2, batch_size=32)
 VARIANTS = {
     "unrolled": dict(PAPER, unroll_steps=3, loss="minimax"),
+    "unrolled-simultaneous": dict(PAPER, unroll_steps=2, loss="minimax", update="simultaneous"),
+    "simultaneous": dict(PAPER, update="simultaneous"),
     "pacgan": dict(width=16, depth=3, d_width=8, d_depth=2, maxout=3, g_batch_norm=True, pack=2, batch_size=32),
     "tanh-orthogonal": PAPER,
 }
@@ -124,7 +126,7 @@ def test_lookahead_equals_k_real_adam_steps_and_leaves_d_alone():
     params = lookahead(d, opt, lambda p: loss.d(torch.func.functional_call(d, p, (real,)),
                                                 torch.func.functional_call(d, p, (fake,))), 3)
     assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
-    twin, twin_opt = copy.deepcopy(d), torch.optim.Adam(d.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    twin = copy.deepcopy(d)
     twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, betas=(0.5, 0.999))
     twin_opt.load_state_dict(opt.state_dict())
     for _ in range(3):
@@ -135,20 +137,48 @@ def test_lookahead_equals_k_real_adam_steps_and_leaves_d_alone():
         assert torch.allclose(params[name], p, rtol=1e-5, atol=1e-6), name
 
 
-def test_unrolled_gradient_reaches_the_generator_through_the_lookahead():
-    """G's gradient through k > 0 look-ahead steps differs from the plain one at the same point."""
-    cfg = RunConfig(**VARIANTS["unrolled"], steps=1)
-    plain = _train(cfg.replace(unroll_steps=0))
-    unrolled = _train(cfg)
-    assert _equal(plain.discriminator, unrolled.discriminator)  # D's own step is the same
-    assert not _equal(plain.generator, unrolled.generator)
+def test_unrolled_gradient_goes_through_the_lookahead_updates():
+    """G's gradient includes the second-order path (how D's updates depend on G): it differs from
+    the gradient at the same unrolled D taken as fixed weights."""
+    torch.manual_seed(0)
+    g = nn.Linear(3, 2)
+    d = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
+    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    loss = LOSSES["ns"]
+    (through,) = torch.autograd.grad(unrolled_generator_loss(d, opt, loss, 3, real, None, g(z), None), g.weight)
+    call = lambda p, x: torch.func.functional_call(d, p, (x,))  # noqa: E731
+    fake = g(z)
+    fixed = {k: v.detach() for k, v in lookahead(d, opt, lambda p: loss.d(call(p, real), call(p, fake)), 3).items()}
+    (first_order,) = torch.autograd.grad(loss.g(call(fixed, g(z))), g.weight)
+    assert torch.isfinite(through).all() and not torch.allclose(through, first_order, rtol=1e-3, atol=1e-7)
+    # no look-ahead: the plain generator loss, value and gradient
+    plain = loss.g(d(g(z)))
+    assert unrolled_generator_loss(d, opt, loss, 0, real, None, g(z), None).item() == pytest.approx(plain.item(), rel=1e-6)
 
 
-def test_unroll_steps_zero_is_the_plain_step_bit_for_bit():
-    cfg = RunConfig(**PAPER, steps=20)
-    a, b = _train(cfg), _train(cfg.replace(unroll_steps=0))
-    assert cfg.replace(unroll_steps=0).run_id == cfg.run_id
-    assert _equal(a.generator, b.generator) and _equal(a.discriminator, b.discriminator)
+def test_unroll_steps_zero_never_enters_the_lookahead(monkeypatch):
+    import ganbench.train as train_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the look-ahead ran with unroll_steps = 0")
+
+    monkeypatch.setattr(train_module, "unrolled_generator_loss", fail)
+    cfg = RunConfig(**PAPER, steps=5)
+    assert cfg.replace(unroll_steps=0).run_id == RunConfig(**{k: v for k, v in PAPER.items()}, steps=5).run_id
+    assert _train(cfg).steps_done == 5
+    with pytest.raises(AssertionError, match="look-ahead ran"):
+        _train(cfg.replace(unroll_steps=1, loss="minimax"))
+
+
+@pytest.mark.parametrize("extra", [dict(maxout=3), dict(activation="relu")])
+def test_lookahead_stays_finite_when_a_weight_has_had_no_gradient(extra):
+    """Dead ReLU units and maxout pieces that never win leave Adam's second moment at 0, where
+    sqrt's derivative is infinite; the look-ahead must not turn that into NaN gradients."""
+    cfg = RunConfig(width=16, depth=2, batch_size=32, unroll_steps=2, loss="minimax", steps=15, **extra)
+    result = _train(cfg)
+    assert result.diverged is None and result.steps_done == 15
+    assert all(torch.isfinite(p).all() for p in result.generator.parameters())
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -169,6 +199,10 @@ def test_variant_is_deterministic_and_resumes_exactly(variant, tmp_path):
     (dict(unroll_steps=2, loss="wgan-gp"), "penalty or clipping"),
     (dict(unroll_steps=2, optimizer="rmsprop"), "optimizer adam"),
     (dict(unroll_steps=2, spectral_norm=True), "spectral norm"),
+    (dict(model="sngan", dataset="digits", loss="minimax", unroll_steps=2, batch_size=16, width=8), "parametrized"),
+    (dict(init_gain=2.0), "'init_gain' .* is read by init 'orthogonal' or 'normal'"),
+    (dict(update="simultaneous", n_dis=2), "one discriminator step per generator step"),
+    (dict(update="sometimes"), "unknown update"),
     (dict(pack=2, loss="wgan-gp"), "gradient penalty is not defined on packs"),
     (dict(pack=3), "multiple of pack"),
     (dict(maxout=1), "at least 2 pieces"),

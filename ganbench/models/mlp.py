@@ -9,7 +9,8 @@ The published 2-D protocols differ in their hidden units, so they are config fie
   weights (PacGAN: 0.02); biases zero.
 - ``g_batch_norm``: batch norm after each hidden layer of G (PacGAN's 2-D generator).
 - ``maxout``: D's hidden units are maxout units of that many pieces (Goodfellow et al. 2013),
-  as in PacGAN's 2-D discriminator; ``d_width`` and ``d_depth`` size D apart from G.
+  as in PacGAN's 2-D discriminator (``activation`` then applies to G only); ``d_width`` and
+  ``d_depth`` size D apart from G.
 - ``pack``: D judges packs of ``pack`` samples, concatenated (PacGAN; ``blocks.Packed``).
 """
 
@@ -19,7 +20,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganbench.models import MODELS
@@ -93,9 +93,7 @@ def init_linear(net: nn.Module, kind: str, gain: float) -> None:
     layer (batch norm keeps its own)."""
     for m in net.modules():
         if isinstance(m, nn.Linear):
-            # under spectral norm the stored weight is the parametrization's original
-            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-            nn.init.orthogonal_(weight, gain) if kind == "orthogonal" else nn.init.normal_(weight, 0.0, gain)
+            nn.init.orthogonal_(m.weight, gain) if kind == "orthogonal" else nn.init.normal_(m.weight, 0.0, gain)
             nn.init.zeros_(m.bias)
 
 
@@ -107,9 +105,15 @@ def mlp(cfg, dataset) -> tuple[nn.Module, nn.Module]:
     g = MLPGenerator(cfg.z_dim, shape, cfg.width, cfg.depth, dataset.bounded,
                      cfg.activation or "relu", cfg.g_batch_norm)
     # a pack of m samples is one input of m times the features: (B, *shape) -> (B / m, m * prod(shape))
+    # with an initialisation of its own, D is spectrally normalised after it (power iteration from the final weights)
+    late_sn = cfg.spectral_norm and cfg.init != "default"
     d = MLPDiscriminator((cfg.pack * math.prod(shape),), cfg.d_width or cfg.width, cfg.d_depth or cfg.depth,
-                         cfg.spectral_norm, cfg.activation or "leaky_relu", cfg.maxout)
+                         cfg.spectral_norm and not late_sn, cfg.activation or "leaky_relu", cfg.maxout)
     if cfg.init != "default":
         init_linear(g, cfg.init, cfg.init_gain)
         init_linear(d, cfg.init, cfg.init_gain)
+    if late_sn:
+        for m in d.modules():
+            if isinstance(m, nn.Linear):
+                spectral_norm(m)
     return g, Packed(d, cfg.pack) if cfg.pack > 1 else d
