@@ -91,7 +91,7 @@ from ganbench.config import load_suite
 from ganbench.published import display, legend
 from ganbench.report import write_report
 from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench.tables import published_table, to_markdown
+from ganbench.tables import comparison_tables, legend_lines, published_table, to_markdown
 
 out, work, timings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 names = list(dict.fromkeys(p.split(":", 1)[0] for p in sys.argv[4:]))
@@ -119,7 +119,9 @@ for name in names:
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
         atomic_write_bytes(out / "published-rows" / f"{name}.jsonl.gz", gzip.compress(text.encode(), mtime=0))
         c = published_table(rows, [suite])
-        md += [to_markdown(display(c)), ""]
+        tables = comparison_tables(rows)
+        md += [to_markdown(display(c)), "", "Every setting of the suite (mean ± std over seeds), including those "
+               "without a published row:", ""] + [to_markdown(t) + "\n" for t in tables] + legend_lines(tables) + [""]
         csv.append(c)
         write_report(folder, out / f"published-{name}.html", title=f"ganbench: {name} beside its paper",
                      notes=[f"{finished} of {len(ids)} runs of suite {name} finished."], rows=rows)
