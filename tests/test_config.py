@@ -101,11 +101,12 @@ def test_suite_matrix_settings_and_seeds():
 @pytest.mark.parametrize("doc, message", [
     ({"setings": []}, "unknown suite key 'setings'; did you mean 'settings'"),
     ({"settings": [{"lr": 1e-3}]}, "unknown config key 'lr'"),
-    ({"seeds": []}, "seeds must be a non-empty list"),
-    ({"seeds": [0, 0]}, "repeated seed"),
+    ({"seeds": [], "settings": [{}]}, "seeds must be a non-empty list"),
+    ({"seeds": [0, 0], "settings": [{}]}, "repeated seed"),
     ({"matrix": {"dataset": "ring8"}}, "must be a non-empty list"),
     ({"settings": [{"loss": "ns"}, {"loss": "ns"}]}, "same config"),
-    ({"defaults": {"steps": 0}}, "'steps' must be > 0"),
+    ({"defaults": {"steps": 0}, "settings": [{}]}, "'steps' must be > 0"),
+    ({"defaults": {"steps": 10}}, "the suite has no settings"),
 ])
 def test_bad_suites(doc, message):
     with pytest.raises(UserError, match=message):
