@@ -137,14 +137,18 @@ def test_lookahead_equals_k_real_adam_steps_and_leaves_d_alone():
         assert torch.allclose(params[name], p, rtol=1e-5, atol=1e-6), name
 
 
-def test_unrolled_gradient_goes_through_the_lookahead_updates():
-    """G's gradient includes the second-order path (how D's updates depend on G): it differs from
-    the gradient at the same unrolled D taken as fixed weights."""
+def _tiny_pair():
+    """A linear G (3 -> 2), a tanh D with fresh Adam state, a real batch and latents, all seeded."""
     torch.manual_seed(0)
     g = nn.Linear(3, 2)
     d = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
-    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
-    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    return g, d, torch.optim.Adam(d.parameters(), lr=1e-2), torch.randn(16, 2), torch.randn(16, 3)
+
+
+def test_unrolled_gradient_goes_through_the_lookahead_updates():
+    """G's gradient includes the second-order path (how D's updates depend on G): it differs from
+    the gradient at the same unrolled D taken as fixed weights."""
+    g, d, opt, real, z = _tiny_pair()
     loss = LOSSES["ns"]
     (through,) = torch.autograd.grad(unrolled_generator_loss(d, opt, loss, 3, real, None, g(z), None), g.weight)
     call = lambda p, x: torch.func.functional_call(d, p, (x,))  # noqa: E731
@@ -219,11 +223,7 @@ def test_unsupported_combinations_are_refused_before_training(values, message):
 
 def test_zero_sum_unrolled_objective_counts_the_real_term_through_the_lookahead():
     """Metz et al.'s f_K = f(θ_G, θ_D^K): for the minimax loss the real term depends on G via θ_D^K."""
-    torch.manual_seed(0)
-    g = nn.Linear(3, 2)
-    d = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
-    opt = torch.optim.Adam(d.parameters(), lr=1e-2)
-    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    g, d, opt, real, z = _tiny_pair()
     loss = LOSSES["minimax"]
     full = unrolled_generator_loss(d, opt, loss, 2, real, None, g(z), None)
     (grad_full,) = torch.autograd.grad(full, g.weight)
