@@ -74,9 +74,9 @@ if [ -n "$train" ]; then
         [ "$before" -lt "$total" ] || { echo "$part: all $total runs finished"; continue; }
         start=$(date +%s)
         "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
-            --jobs "$jobs" --threads 1 || echo "$part: some runs failed (recorded in the folder)"
+            --jobs "$jobs" --threads 1 || echo "$part: stopped, or some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
-        echo "$(date -u +%FT%TZ),$suite,$setting,$(( $(date +%s) - start )),$after,$total,$(nproc),$jobs" >> "$timings"
+        echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc),$jobs" >> "$timings"
     done
 fi
 "$python" - "$out" "$work" "$timings" "${all_parts[@]}" <<'PY'
