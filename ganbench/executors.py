@@ -51,7 +51,8 @@ class Outcome:
 def validate_suite(suite: Suite) -> None:
     """Resolve every name of every run and check that each model fits its dataset before any work
     starts: any mistake raises a UserError while nothing has been trained or written."""
-    for _, cfg in suite.settings:
+    computed = {}  # (label, dataset) -> names of the metrics the setting computes
+    for label, cfg in suite.settings:
         MODELS[cfg.model]
         LOSSES[cfg.loss]
         dataset = DATASETS[cfg.dataset](cfg)
@@ -60,15 +61,15 @@ def validate_suite(suite: Suite) -> None:
         for m in metrics:
             FEATURES[m.features]
         preflight(metrics, dataset)
+        computed[(label, cfg.dataset)] = {m.name for m in metrics}
     for pub in suite.published:  # a paper's numbers name metrics the setting computes
-        cfg = dict(((label, c.dataset), c) for label, c in suite.settings).get((pub.setting, pub.dataset))
-        if cfg is None:  # a part of the suite (--setting) without this setting
+        names = computed.get((pub.setting, pub.dataset))
+        if names is None:  # a part of the suite (--setting) without this setting
             continue
-        computed = {m.name for m in resolve_metrics(cfg.metrics, DATASETS[cfg.dataset](cfg))}
         for metric, _, _ in pub.values:
-            if metric not in computed:
+            if metric not in names:
                 raise UserError(f"{suite.path or suite.name}: published row {pub.source!r} gives metric {metric!r}, "
-                                f"which setting {pub.setting!r} does not compute ({', '.join(sorted(computed))})")
+                                f"which setting {pub.setting!r} does not compute ({', '.join(sorted(names))})")
 
 
 def check_models(cfg: RunConfig, dataset) -> None:

@@ -88,9 +88,10 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("h2", "Comparison")
     for table in tables:
         r.add("table", table=table)
-    for line in legend_lines(tables) + published.legend(suites_of(df))[1:]:
+    papers = suites_of(df)
+    for line in legend_lines(tables) + published.legend(papers)[1:]:
         r.add("p", line)
-    _published(r, df)
+    _published(r, df, papers)
     r.add("h3", "Per metric: mean, 95% interval and rank")
     r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "
                "interval lies entirely on the better side of this one's (overlapping intervals are never ordered by each other).")
@@ -106,9 +107,9 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     return r
 
 
-def _published(r: Report, df: pd.DataFrame) -> None:
-    """Published numbers beside ganbench's, with verdicts, for the folder's paper suites."""
-    suites = [s for s in suites_of(df) if s.published]
+def _published(r: Report, df: pd.DataFrame, papers: list) -> None:
+    """Published numbers beside ganbench's, with verdicts, for the folder's paper suites (``papers``)."""
+    suites = [s for s in papers if s.published]
     if not suites:
         return
     r.add("h2", "Published results")
