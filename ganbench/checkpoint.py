@@ -20,6 +20,7 @@ import torch
 
 from ganbench.config import config_diff
 from ganbench.errors import UserError
+from ganbench.io import atomic_write_bytes
 
 FORMAT = "ganbench-checkpoint"
 NAME, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
@@ -57,8 +58,6 @@ class Checkpointer:
         return step == last or (self.every > 0 and step % self.every == 0)
 
     def save(self, state: dict) -> None:
-        from ganbench.store import atomic_write_bytes
-
         buf = io.BytesIO()
         torch.save({"format": FORMAT, "version": 1, **state, "rng": global_rng_state()}, buf)
         current = self.folder / NAME

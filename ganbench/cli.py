@@ -12,9 +12,42 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
+from ganbench import distributed
+from ganbench.config import (
+    available_suites,
+    load_suite,
+    parse_overrides,
+    select_settings,
+    single_setting_suite,
+)
+from ganbench.data import DATASETS
 from ganbench.errors import UserError
+from ganbench.features import FEATURES
+from ganbench.features.inception import ENV_WEIGHTS
+from ganbench.losses import LOSSES
+from ganbench.metrics import METRICS
+from ganbench.models import MODELS
+from ganbench.plugins import load_entry_points, load_plugin
+from ganbench.results.check import check, load_baseline, write_baseline
+from ganbench.results.formats import FORMATS
+from ganbench.results.report import REPORT_FORMATS, write_report
+from ganbench.results.significance import TESTS
+from ganbench.results.store import load_results
+from ganbench.results.tables import render, render_published
+from ganbench.runs.one import RunOptions, evaluate_samples
+from ganbench.runs.pool import Executor
+from ganbench.runs.ray import require_ray
+from ganbench.runs.suite import run_suite, validate_suite
+from ganbench.runs.tensorboard import require as require_tensorboard
+from ganbench.runs.torchrun import check_suite
+from ganbench.samples import load_source
+from ganbench.seeding import resolve_device, set_deterministic
+from ganbench.steps import STEPS
 
 DEFAULT_OUT = "ganbench-results"
+LISTS = ("models", "losses", "datasets", "metrics", "features", "steps", "formats", "tests", "reports", "suites")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,13 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("table", help="print the comparison table of a results folder")
     t.add_argument("dir", help="results folder")
-    t.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"],
-                   help="md (default), csv (one line per setting x metric), latex or html")
+    t.add_argument("--format", default="md",
+                   help="md (default), csv (one line per setting x metric), latex, html, or a plug-in's "
+                        "(`ganbench list formats`)")
     t.add_argument("--baseline", metavar="LABEL",
                    help="test every setting against this one over seeds (a label, or a model with one setting)")
     t.add_argument("--metric", action="append", default=[], metavar="NAME", help="only this metric (repeatable)")
-    t.add_argument("--test", default="welch", choices=["welch", "mannwhitney"],
-                   help="significance test against --baseline (default: Welch's t-test)")
+    t.add_argument("--test", default="welch",
+                   help="significance test against --baseline: welch (default), mannwhitney, or a plug-in's "
+                        "(`ganbench list tests`)")
+    t.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a plug-in (repeatable): its table formats and significance tests")
     t.add_argument("--published", action="store_true",
                    help="the published numbers of the folder's paper-... suites beside ganbench's, with verdicts")
 
@@ -103,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("dir", help="results folder")
     rp.add_argument("-o", "--output", default="report.html", metavar="FILE",
                     help="report file (default: report.html); a .md file gives the Markdown variant")
-    rp.add_argument("--format", choices=["html", "md"], help="html or md (default: from the file name)")
+    rp.add_argument("--format", help="html or md, or a plug-in's (default: from the file name)")
     rp.add_argument("--baseline", metavar="LABEL", help="test every setting against this one (see `table`)")
     rp.add_argument("--title", default="ganbench report", help="heading of the report")
+    rp.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                    help="import a plug-in (repeatable): its report formats, table formats and tests")
     rp.add_argument("--note", action="append", default=[], metavar="TEXT",
                     help="a paragraph under the heading, e.g. the scale the suite ran at (repeatable)")
 
@@ -117,14 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--k", type=float, default=3.0, help="tolerance in standard errors of the difference (default 3)")
 
     ls = sub.add_parser("list", help="list registered models, losses, datasets, metrics or suites")
-    ls.add_argument("what", choices=["models", "losses", "datasets", "metrics", "suites"])
+    ls.add_argument("what", choices=LISTS)
     ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
     return p
 
 
 def _suite_from_args(args):
-    from ganbench.config import load_suite, parse_overrides, select_settings, single_setting_suite
-
     overrides = parse_overrides(args.overrides)
     single = {k: getattr(args, k) for k in ("model", "loss", "dataset") if getattr(args, k)}
     if single and args.suite:
@@ -156,13 +193,6 @@ def terminate_as_exit():
 
 
 def cmd_run(args) -> int:
-    from ganbench import distributed
-    from ganbench.executors import run_suite, validate_suite
-    from ganbench.parallel import Executor, require_ray
-    from ganbench.seeding import resolve_device, set_deterministic
-    from ganbench.store import load_results
-    from ganbench.tables import render
-
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
     executor = Executor(args.executor, args.jobs, args.ray_address, args.device, args.threads, tuple(args.plugin))
@@ -172,27 +202,23 @@ def cmd_run(args) -> int:
     if args.checkpoint_every < 0:
         raise UserError(f"--checkpoint-every must be >= 0 (0: a tenth of each run), got {args.checkpoint_every}")
     if args.tensorboard:
-        from ganbench.tensorboard import require
-
-        require()
+        require_tensorboard()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     if args.threads and not executor.parallel:  # a pool or Ray sets each worker's threads itself
-        import torch
-
         torch.set_num_threads(args.threads)
     if distributed.launched():  # under torchrun: one data-parallel run at a time over all processes
         if executor.parallel or args.resume:
             raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
                             "are not available")
-        distributed.check_suite(suite)
+        check_suite(suite)
         device = distributed.init(device)
         if not distributed.is_main():  # rank 0 writes the results; the others write to a scratch folder
             with tempfile.TemporaryDirectory(prefix=f"ganbench-rank{distributed.rank()}-") as scratch:
                 set_deterministic(device)
                 outcomes = run_suite(suite, Path(scratch), device, progress=False,
-                                     checkpoint_every=args.checkpoint_every)
+                                     options=RunOptions(checkpoint_every=args.checkpoint_every))
             return 1 if any(o.status == "failed" for o in outcomes) else 0
     set_deterministic(device)
     n = len(suite.runs())
@@ -200,8 +226,8 @@ def cmd_run(args) -> int:
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")
     start = time.perf_counter()
     with terminate_as_exit():
-        outcomes = run_suite(suite, out, device, progress=not args.no_progress, resume=args.resume,
-                             checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, executor=executor)
+        options = RunOptions(resume=args.resume, checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard)
+        outcomes = run_suite(suite, out, device, progress=not args.no_progress, options=options, executor=executor)
     skipped = sum(o.status == "skipped" for o in outcomes)
     diverged = sum(o.status == "diverged" for o in outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -217,12 +243,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ganbench.config import parse_overrides
-    from ganbench.data import DATASETS
-    from ganbench.executors import evaluate_samples
-    from ganbench.samples import load_source
-    from ganbench.seeding import resolve_device
-
     device = resolve_device(args.device)
     values = {**parse_overrides(args.overrides), "dataset": args.dataset}
     if args.metrics:
@@ -236,9 +256,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from ganbench.store import load_results
-    from ganbench.tables import render, render_published
-
     df = load_results(Path(args.dir))
     if args.published:
         if args.baseline or args.metric:
@@ -250,8 +267,6 @@ def cmd_table(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ganbench.report import write_report
-
     path = write_report(Path(args.dir), Path(args.output), fmt=args.format, baseline=args.baseline,
                         title=args.title, notes=args.note)
     print(f"report written to {path}")
@@ -259,9 +274,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ganbench.check import check, load_baseline, write_baseline
-    from ganbench.store import load_results
-
     if not (args.k > 0 and args.k != float("inf")):  # also refuses nan
         raise UserError(f"--k must be a number > 0, got {args.k}")
     df = load_results(Path(args.dir))
@@ -274,11 +286,14 @@ def cmd_check(args) -> int:
     return 1 if regressed else 0
 
 
+def _first_line(obj) -> str:
+    doc = (getattr(obj, "description", None) or getattr(obj, "__doc__", None) or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
 def cmd_list(args) -> int:
     what = args.what
     if what == "suites":
-        from ganbench.config import available_suites, load_suite
-
         suites = available_suites()
         width = max(map(len, suites), default=0)
         for name, path in suites.items():
@@ -286,40 +301,26 @@ def cmd_list(args) -> int:
             print(f"{name:{width}s} {len(s.runs()):4d} runs  {s.description}")
         return 0
     if what == "metrics":
-        from ganbench.metrics import METRICS
-
         for name, m in sorted(METRICS.items()):
-            print(f"{name:14s} {m.arrow}  n={m.num_fake:<6d} {m.description}")
+            print(f"{name:14s} {m.arrow}  n={m.num_fake:<6d} {m.features:10s} {m.description}")
         return 0
-    if what == "losses":
-        from ganbench.losses import LOSSES
-
-        for name, loss in sorted(LOSSES.items()):
-            print(f"{name:14s} {loss.description}")
-        return 0
-    from ganbench.data import DATASETS
-    from ganbench.models import MODELS
-
-    registry = {"models": MODELS, "datasets": DATASETS}[what]
-    for name, factory in sorted(registry.items()):
-        doc = (factory.__doc__ or "").strip().splitlines()
-        print(f"{name:14s} {doc[0] if doc else ''}")
+    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "features": FEATURES, "steps": STEPS,
+                "formats": FORMATS, "tests": TESTS, "reports": REPORT_FORMATS}[what]
+    for name, entry in sorted(registry.items()):
+        print(f"{name:14s} {_first_line(entry)}")
     return 0
 
 
 def _load_plugins(args) -> None:
-    from ganbench.plugins import load_entry_points, load_plugin
-
     load_entry_points()
     for spec in getattr(args, "plugin", []):
         load_plugin(spec)
 
 
 def _inception_weights(args) -> None:
-    """--inception-weights FILE: checked here, then read by ganbench.inception from the environment."""
+    """--inception-weights FILE: checked here, then read by ganbench.features.inception from the environment."""
     path = getattr(args, "inception_weights", None)
     if path:
-        from ganbench.inception import ENV_WEIGHTS
 
         if not Path(path).is_file():
             raise UserError(f"--inception-weights: file not found: {path}")

@@ -23,8 +23,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from ganbench.errors import UserError, suggest as _suggest
-from ganbench.published import parse_published
+from ganbench.errors import UserError
+from ganbench.errors import suggest as _suggest
+from ganbench.papers import parse_published
 
 _PACKAGE = Path(__file__).resolve().parent
 # Where suites are found by name: inside an installed wheel (ganbench/baselines, package data), in a
@@ -72,6 +73,7 @@ class RunConfig:
     pack: int = 1  # PacGAN: the discriminator judges packs of this many samples at once
     update: str = "alternating"  # "alternating": D's steps, then G's on fresh latents; "simultaneous": both from one batch at the same weights
     unroll_steps: int = 0  # Unrolled GAN: look-ahead discriminator updates the generator's loss goes through
+    step: str = ""  # training step (``ganbench list steps``); "": "unrolled" when unroll_steps > 0, else ``update``
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -112,7 +114,8 @@ class RunConfig:
 _HINTS = typing.get_type_hints(RunConfig)
 # fields added after results were first recorded, with their defaults
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
-         "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating"}
+         "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
+         "step": ""}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
                  "d_width", "d_depth", "unroll_steps")
@@ -249,7 +252,7 @@ class Suite:
     citation: str = ""  # the paper whose protocol a ``paper-...`` suite follows
     protocol: tuple[tuple[str, str], ...] = ()  # (aspect, the paper's choice) for details no config field holds
     deviations: tuple[str, ...] = ()  # where ganbench's runs differ from the published protocol
-    published: tuple = ()  # ``published.Published`` rows: the paper's numbers for settings of this suite
+    published: tuple = ()  # ``papers.Published`` rows: the paper's numbers for settings of this suite
 
     def runs(self) -> list[tuple[str, RunConfig]]:
         """Every (label, config) pair, settings in file order, seeds innermost."""

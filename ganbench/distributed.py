@@ -23,7 +23,6 @@ import atexit
 import contextlib
 import os
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -48,27 +47,6 @@ def init(device: torch.device) -> torch.device:
         dist.init_process_group("nccl" if cuda else "gloo")
         atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return device
-
-
-def check_suite(suite) -> None:
-    """Before any work: every setting's networks, built on the meta device, can be converted for
-    data parallelism (``sync_batch_norm``); a model that cannot is a one-line error on every rank."""
-    from ganbench.data import DATASETS
-    from ganbench.models import MODELS
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun; the process group is not up yet
-    for label, cfg in suite.settings:
-        if cfg.pack > 1 and (cfg.batch_size % world or (cfg.batch_size // world) % cfg.pack):
-            raise UserError(f"{label}: each of the {world} processes gets batch_size / {world} samples, which must be "
-                            f"a multiple of pack ({cfg.pack}); got batch_size {cfg.batch_size}")
-        dataset = DATASETS[cfg.dataset](cfg)  # outside the meta device: datasets are loaded once and kept
-        with torch.device("meta"):
-            nets = MODELS[cfg.model](cfg, dataset)
-        try:
-            for net in nets:
-                sync_batch_norm(net)
-        except UserError as e:
-            raise UserError(f"{label}: model {cfg.model!r}: {e}") from None
 
 
 def active() -> bool:
@@ -144,7 +122,7 @@ def splitting() -> bool:
 @contextlib.contextmanager
 def rank_local():
     """Within: ``map_batches`` (and the extractors built on it) work on this rank's rows alone, for
-    code that has already given each rank its own share (``feature_statistics``)."""
+    code that has already given each rank its own share (``features.stats.feature_statistics``)."""
     global _rank_local
     before, _rank_local = _rank_local, True
     try:
@@ -291,49 +269,3 @@ def main_then_share(fn):
     if failure is not None:  # the same kind of error as process 0's: a mistake (exit 2) or a failure
         raise (UserError if failure[0] else RuntimeError)(f"on process 0: {failure[1]}")
     return result
-
-
-def reduce_stats(stats):
-    """``StreamingStats`` of the union of every rank's rows, the same on every rank.
-
-    Two float64 all-reduces: the counts and sums give the global mean, then each rank adds its
-    centred second moment about that mean, sum (x - mean)(x - mean)^T = M2 + n (m - mean)(m - mean)^T,
-    which keeps the precision of the centred (Chan) form that one process uses.
-    """
-    from ganbench.metrics.frechet import StreamingStats
-
-    if not active():
-        return stats
-    d = stats.dim
-    first = torch.from_numpy(np.concatenate([[stats._n], stats._mean * stats._n]))
-    dist.all_reduce(first)
-    n = float(first[0])
-    if n == 0:
-        raise UserError("statistics of no samples on any process")
-    mean = first[1:].numpy() / n
-    delta = stats._mean - mean if stats._n else np.zeros(d)
-    second = torch.from_numpy(stats._m2 + stats._n * np.outer(delta, delta))
-    dist.all_reduce(second)
-    out = StreamingStats(d)
-    out._n, out._mean, out._m2 = n, mean, second.numpy()
-    return out
-
-
-def feature_statistics(extract, samples: torch.Tensor, batch: int = 500):
-    """Mean and covariance of ``extract(samples)`` with the extraction split over the ranks.
-
-    Rank r extracts the features of rows r, r + N, r + 2N, ...; the statistics are then reduced
-    across ranks, so they equal one process's statistics of all the rows (to float64 rounding).
-    ``extract(images) -> (B, D)`` features.
-    """
-    from ganbench.metrics.frechet import StreamingStats
-
-    mine = samples[rank()::world_size()]
-    stats = None
-    with rank_local():  # each rank has its own rows: an extractor that splits must not split them again
-        for part in mine.split(batch):
-            f = extract(part)
-            stats = stats or StreamingStats(f.shape[1])
-            stats.update(f)
-    dim = broadcast_object(stats.dim if stats is not None else None)
-    return reduce_stats(stats or StreamingStats(dim))

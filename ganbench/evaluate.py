@@ -12,11 +12,11 @@ import json
 import torch
 from torch import nn
 
+from ganbench.data.checks import check_output
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.metrics import METRICS, Metric
 from ganbench.models import is_conditional
-from ganbench.samples import check_output
 from ganbench.seeding import make_generator
 
 
@@ -70,9 +70,8 @@ def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> di
 def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
     """Everything that must match for two values of a metric to be comparable.
 
-    With ``dataset``, an extractor that has a ``provenance(dataset)`` adds what it was computed
-    with: network or classifier and the hash of its weights, classifier accuracy, and the actual
-    number of real samples (a metric's ``num_real`` of -1 means the whole reference split).
+    With ``dataset``, the extractor's ``provenance(dataset)`` adds what it was computed with: network
+    or classifier and the hash of its weights, classifier accuracy, and the actual number of real samples (a metric's ``num_real`` of -1 means the whole reference split).
     """
     p = {
         "metric_version": metric.version,
@@ -81,32 +80,24 @@ def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
         "num_real": metric.num_real,
         "eval_seed": eval_seed,
     }
-    describe = getattr(FEATURES[metric.features], "provenance", None)
-    if dataset is not None and describe is not None:
-        extra = dict(describe(dataset))
+    if dataset is not None:
+        extra = dict(FEATURES[metric.features].provenance(dataset))
         if metric.num_real == 0:  # the metric reads no real samples, whatever the extractor loads
             extra.pop("num_real", None)
         p.update(extra)
     return p
 
 
-IMAGE_FEATURES = ("inception", "domain", "stacked")  # built-in extractors that read (C, H, W) images
-
-
 def preflight(metrics: list[Metric], dataset) -> None:
-    """Checks that can fail before any training: the metric applies to the data (2-D mode metrics
-    need mode centres, image features need images), and e.g. the Inception weights file exists."""
+    """Checks that can fail before any training: each metric's extractor reads this kind of data (2-D
+    mode metrics need mode centres, image features need images), and can run (e.g. the Inception
+    weights file exists)."""
     for m in metrics:
-        if m.features == "mode2d" and getattr(dataset, "means", None) is None:
-            raise UserError(f"metric {m.name!r} applies to 2-D Gaussian mixtures (ring8, grid25, ...), "
-                            f"not to dataset {dataset.name!r}")
-        if m.features in IMAGE_FEATURES and len(tuple(dataset.shape)) != 3:
-            raise UserError(f"metric {m.name!r} reads images ({m.features} features); dataset {dataset.name!r} "
-                            f"has samples of shape {tuple(dataset.shape)}")
+        reason = FEATURES[m.features].mismatch(dataset)
+        if reason:
+            raise UserError(f"metric {m.name!r} {reason}")
     for m in metrics:
-        check = getattr(FEATURES[m.features], "preflight", None)
-        if check is not None:
-            check(dataset)
+        FEATURES[m.features].preflight(dataset)
 
 
 def protocol_id(p: dict) -> str:

@@ -18,8 +18,6 @@ import torch.nn.functional as F
 
 from ganbench.registry import Registry
 
-LOSSES = Registry("loss")
-
 Tensor = torch.Tensor
 
 
@@ -32,6 +30,10 @@ class Loss:
     penalty: bool = False  # add cfg.gp_weight * gradient_penalty to the discriminator loss
     clip: bool = False  # clip discriminator weights after each of its updates (clip_weights)
     zero_sum: bool = False  # g is -d up to D(x) terms: G's full objective is -d(real, fake) (the Unrolled GAN's f)
+    sigmoid: bool = False  # D's logits are read through a sigmoid as probabilities (the monitor checks D(x) and D(G(z)))
+
+
+LOSSES = Registry("loss", Loss)
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
@@ -54,11 +56,12 @@ def _register(loss: Loss) -> Loss:
 _register(Loss(
     "ns", _bce_d, lambda f: F.softplus(-f).mean(),
     "non-saturating GAN: G maximises log D(G(z)) (Goodfellow et al. 2014)",
+    sigmoid=True,
 ))
 _register(Loss(
     "minimax", _bce_d, lambda f: -F.softplus(f).mean(),
     "original minimax GAN: G minimises log(1 - D(G(z))) (Goodfellow et al. 2014)",
-    zero_sum=True,
+    zero_sum=True, sigmoid=True,
 ))
 _register(Loss(
     "lsgan",

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ganbench.errors import UserError, one_line
 
-ENTRY_POINT_GROUPS = ("ganbench.models", "ganbench.datasets", "ganbench.losses", "ganbench.metrics")
+ENTRY_POINT_GROUPS = ("ganbench.models", "ganbench.datasets", "ganbench.losses", "ganbench.metrics", "ganbench.features",
+                      "ganbench.steps", "ganbench.formats", "ganbench.tests")
 
 _loaded: dict[str, str] = {}  # plug-in -> sha256 of its source ("" when unknown)
 

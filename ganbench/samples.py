@@ -15,8 +15,14 @@ import torch
 from torch import nn
 
 from ganbench.config import RunConfig, default_label
+from ganbench.data import DATASETS
+from ganbench.data.checks import to_model_range
 from ganbench.errors import UserError
+from ganbench.evaluate import generate, resolve_metrics
+from ganbench.io import atomic_write_bytes
 from ganbench.models import MODELS
+from ganbench.plugins import load_plugin
+from ganbench.seeding import seeded_init
 
 CHECKPOINT_FORMAT = "ganbench-generator"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -24,8 +30,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 def save_generator(path: Path, g: nn.Module, cfg: RunConfig, step: int) -> None:
     """Final generator weights with the config that rebuilds them (loads with weights_only=True)."""
-    from ganbench.store import atomic_write_bytes
-
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "config": cfg.to_dict(), "step": step,
                 "state_dict": {k: v.detach().cpu() for k, v in g.state_dict().items()}}, buf)
@@ -34,9 +38,6 @@ def save_generator(path: Path, g: nn.Module, cfg: RunConfig, step: int) -> None:
 
 def load_generator(path: Path, overrides: dict | None = None) -> tuple[nn.Module, RunConfig, int]:
     """A ganbench generator checkpoint -> (generator in eval mode, its config with ``overrides``, step)."""
-    from ganbench.data import DATASETS
-    from ganbench.seeding import seeded_init
-
     ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a ganbench generator checkpoint")
@@ -80,41 +81,6 @@ def is_torchscript(path: Path) -> bool:
             return any("/code/" in n for n in z.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
-
-
-def to_model_range(x: np.ndarray | torch.Tensor, shape: tuple[int, ...], where: str) -> torch.Tensor:
-    """uint8 or float samples -> float32 in the dataset's layout; images NHWC -> NCHW if needed."""
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
-    if t.dtype == torch.uint8:
-        t = t.float() / 127.5 - 1
-    elif t.is_floating_point():
-        t = t.float()
-    else:
-        raise UserError(f"{where}: samples must be uint8 or float, got {t.dtype}")
-    if len(shape) == 3 and t.dim() == 4 and t.shape[1:] != shape and t.shape[1:] == (shape[1], shape[2], shape[0]):
-        t = t.permute(0, 3, 1, 2)  # NHWC -> NCHW
-    if len(shape) == 3 and t.dim() == 3 and shape[0] == 1:
-        t = t.unsqueeze(1)  # (N, H, W) grayscale
-    check_output(t, shape, bounded=len(shape) == 3, where=where)
-    return t.contiguous()
-
-
-def check_output(x: torch.Tensor, shape: tuple[int, ...], bounded: bool, where: str = "generator") -> None:
-    """Shape, dtype and range of samples; a clear one-line error naming what was expected."""
-    want = "(N, " + ", ".join(map(str, shape)) + ")"
-    if not x.is_floating_point():
-        raise UserError(f"{where}: output must be floating point, got {x.dtype}")
-    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
-        got = tuple(x.shape)
-        hint = ""
-        if x.dim() == len(shape) + 1 and len(shape) == 3 and x.shape[2:] == shape[1:]:
-            hint = f" ({x.shape[1]} channels instead of {shape[0]})"
-        raise UserError(f"{where}: output has shape {got}, expected {want}{hint}")
-    if bounded and x.numel():
-        finite = x[torch.isfinite(x)]
-        if finite.numel() and (finite.min() < -1.0 - 1e-5 or finite.max() > 1.0 + 1e-5):
-            raise UserError(f"{where}: values must lie in [-1, 1] (end the generator with tanh), "
-                            f"got [{finite.min().item():.3g}, {finite.max().item():.3g}]")
 
 
 def load_npz(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
@@ -166,8 +132,6 @@ def _sha256(path: Path) -> str:
 
 def load_callable(spec: str):
     """``FILE.py:NAME`` or ``module:NAME`` -> the object."""
-    from ganbench.plugins import load_plugin
-
     target, _, name = spec.rpartition(":")
     module = load_plugin(target)
     if not hasattr(module, name):
@@ -182,9 +146,6 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     ``values`` are the config fields the user gave (dataset, metrics, --set); a ganbench checkpoint
     supplies the rest from its own config, anything else is recorded as model "external".
     """
-    from ganbench.data import DATASETS
-    from ganbench.evaluate import generate, resolve_metrics
-
     step, g = 0, None
     if samples is None and Path(generator).suffix in (".pt", ".pth", ".ckpt") and not is_torchscript(Path(generator)):
         fields = {k: v for k, v in values.items() if k not in ("model", "loss")}

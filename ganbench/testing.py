@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganbench.check import check, load_baseline
-from ganbench.store import load_results
+from ganbench.results.check import check, load_baseline
+from ganbench.results.store import load_results
 
 
 def assert_no_regression(results_dir, baseline, k: float = 3.0) -> None:

@@ -1,4 +1,4 @@
-"""The one training loop: alternating discriminator and generator updates under explicit seeds."""
+"""The one training loop: seeds, the registered training step, history, divergence, evaluation and checkpoints."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from torch import nn
 from ganbench import distributed
 from ganbench.checkpoint import Checkpointer, set_global_rng_state
 from ganbench.config import RunConfig
+from ganbench.data.checks import check_output
 from ganbench.errors import UserError
-from ganbench.losses import LOSSES, clip_weights, gradient_penalty, mixing_weights
+from ganbench.losses import LOSSES
 from ganbench.models import MODELS, is_conditional
-from ganbench.monitor import Monitor, grad_norm
-from ganbench.samples import check_output
+from ganbench.monitor import Monitor
 from ganbench.seeding import make_generator, seeded_init, synchronize
-from ganbench.unrolled import check_discriminator, check_unrolled, unrolled_generator_loss
+from ganbench.steps import StepContext, StepOutput, step_of
+from ganbench.steps.unrolled import check_discriminator
 
 # (step, generator in eval mode) -> (first metric value, higher_is_better) or None
 EvalHook = Callable[[int, nn.Module], Optional[tuple]]
@@ -87,17 +88,6 @@ def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contex
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def check_step(cfg: RunConfig, loss, cond: bool) -> None:
-    """The training-step options that do not combine, refused before any update."""
-    if cfg.update == "simultaneous" and cfg.n_dis != 1:
-        raise UserError(f"update 'simultaneous' takes one discriminator step per generator step, not n_dis = {cfg.n_dis}")
-    if cfg.pack > 1 and loss.penalty:
-        raise UserError(f"pack = {cfg.pack} with loss {loss.name!r}: the gradient penalty is not defined on packs")
-    if cfg.pack > 1 and cond:
-        raise UserError(f"pack = {cfg.pack} with the class-conditional model {cfg.model!r}: packs have no single label")
-    check_unrolled(cfg, loss)
-
-
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -121,6 +111,7 @@ def train(
     ``on_log(row)`` sees each history row as it is recorded (progress bars, TensorBoard).
     """
     loss = LOSSES[cfg.loss]
+    step_fn = step_of(cfg)
     g, d = build_models(cfg, dataset, device)
     opt_g = make_optimizer(cfg, g.parameters(), cfg.lr_g)
     opt_d = make_optimizer(cfg, d.parameters(), cfg.lr_d)
@@ -128,101 +119,25 @@ def train(
     data = Counted(dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device))
     noise = make_generator(cfg.seed, "noise", device)
     every = log_interval(cfg.steps)
-    monitor = Monitor(sigmoid_outputs=loss.name in ("ns", "minimax"))
-    diverged = None
-    B, zdim = cfg.batch_size, cfg.z_dim
+    monitor = Monitor(sigmoid_outputs=loss.sigmoid)
     cond = is_conditional(g)
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
-    check_step(cfg, loss, cond)
+    step_fn.check(cfg, loss, cond)
     check_discriminator(cfg, d)
     check_generator(g, cfg, dataset, device, cond)
-    amp = mixed_precision(cfg, device)
-
-    def latents():  # (z, labels for a conditional generator)
-        z = torch.randn(B, zdim, generator=noise, device=device)
-        y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
-        return distributed.shard(z), distributed.shard(y)  # under torchrun: this rank's slice
-
-    def G(z, y):
-        return g(z, y) if cond else g(z)
-
-    def step_d():
-        opt_d.step()
-        if loss.clip:
-            clip_weights(d, cfg.weight_clip)
-
-    # "simultaneous": one batch per step, both gradients at the same weights, then both updates (the
-    # TensorFlow and Theano reference code of the 2-D protocols); "alternating": D first, G after it
-    simultaneous = cfg.update == "simultaneous"
-
-    def D(x, y):
-        return d(x, y) if cond else d(x)
-
+    ctx = _context(cfg, dataset, device, loss, g, d, opt_g, opt_d, data, noise, cond)
     nets = {"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d, **({"ema": ema} if ema is not None else {})}
-    step, done_seconds = 0, 0.0
     saved = checkpoint.load(cfg.to_dict()) if checkpoint is not None else None
-    if saved is not None:  # continue exactly where the checkpoint left off
-        for key, obj in nets.items():
-            obj.load_state_dict(saved[key])
-        noise.set_state(saved["noise"].to(noise.get_state().device))
-        data.skip(saved["batches"])
-        monitor.load_state_dict(saved["monitor"])
-        set_global_rng_state(saved["rng"])
-        step, done_seconds = saved["step"], saved["train_seconds"]
-        if extra_state is not None:
-            extra_state[1](saved["extra"])
+    step, done_seconds = _restore(saved, nets, noise, data, monitor, extra_state) if saved is not None else (0, 0.0)
 
     synchronize(device)
     start = time.perf_counter() - done_seconds
     interval_start, eval_seconds, ckpt_seconds = time.perf_counter(), 0.0, 0.0
+    diverged = None
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
-        # Discriminator: minimise loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty]
-        d.requires_grad_(True)
-        for _ in range(cfg.n_dis):
-            batch = next(data)
-            real, y_real = map(distributed.shard, batch)
-            z, y_fake = latents()
-            with amp():
-                if simultaneous:  # G's step below reuses this batch, with its graph
-                    fake_g = G(z, y_fake)
-                    fake = fake_g.detach()
-                else:
-                    with torch.no_grad():
-                        fake = G(z, y_fake)
-                d_real, d_fake = D(real, y_real).float(), D(fake, y_fake).float()
-                d_loss = loss.d(d_real, d_fake)
-                if loss.penalty:
-                    # conditional critics are penalised at the real labels
-                    critic = lambda x: D(x, y_real).float()  # noqa: E731
-                    # the full batch's weights, then this rank's slice: the same draws as one process
-                    eps = distributed.shard(mixing_weights(len(batch[0]), real, noise))
-                    d_loss = d_loss + cfg.gp_weight * gradient_penalty(critic, real, fake.float(), eps)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            distributed.average_gradients(d)  # under torchrun: the full batch's gradient on every rank
-            if not simultaneous:
-                step_d()
-        grad_d = grad_norm(d.parameters()) if log_now else 0.0
-
-        # Generator: minimise loss.g(D(G(z))); D's weights need no gradient here
-        d.requires_grad_(False)
-        if not simultaneous:
-            z, y_fake = latents()
-        with amp():
-            fake_g = fake_g if simultaneous else G(z, y_fake)
-            if cfg.unroll_steps:  # through k look-ahead D updates on the last real batch (Metz et al. 2017)
-                g_loss = unrolled_generator_loss(d, opt_d, loss, cfg.unroll_steps, real, y_real, fake_g, y_fake)
-            else:
-                g_loss = loss.g(D(fake_g, y_fake).float())
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        distributed.average_gradients(g)
-        grad_g = grad_norm(g.parameters()) if log_now else 0.0
-        opt_g.step()
-        if simultaneous:  # both gradients were taken at the same weights; now D moves too
-            step_d()
+        out = step_fn.run(ctx, log_now)
         if ema is not None:
             ema.update_parameters(g)
         step += 1
@@ -230,15 +145,9 @@ def train(
         if log_now:
             synchronize(device)
             now = time.perf_counter()
-            row = {"step": step, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                   "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(),
-                   "grad_d": grad_d, "grad_g": grad_g,
-                   "lr_d": opt_d.param_groups[0]["lr"], "lr_g": opt_g.param_groups[0]["lr"],
-                   "step_time": (now - interval_start) / (step - (monitor.history[-1]["step"] if monitor.history else 0))}
-            row = distributed.mean_over_ranks(row, ("d_loss", "g_loss", "d_real", "d_fake"))
-            reason = monitor.record(row) or _nonfinite_weights(g, d, step)
-            if on_log is not None:
-                on_log(row)
+            since = step - (monitor.history[-1]["step"] if monitor.history else 0)
+            reason = _log(monitor, out, step, opt_g, opt_d, (now - interval_start) / since, on_log) \
+                or _nonfinite_weights(g, d, step)
             interval_start = time.perf_counter()
             if reason and cfg.divergence == "stop":
                 diverged = reason
@@ -267,7 +176,7 @@ def train(
                 "monitor": monitor.state_dict(), "train_seconds": t0 - start - eval_seconds - ckpt_seconds,
                 "extra": extra_state[0]() if extra_state is not None else "",
                 **{key: obj.state_dict() for key, obj in nets.items()},
-            })
+            })  # the global RNG state is added by the Checkpointer
             ckpt_seconds += time.perf_counter() - t0
             interval_start += time.perf_counter() - t0
     synchronize(device)
@@ -276,6 +185,54 @@ def train(
     final_g = g if ema is None else ema.module
     final_g.eval()
     return TrainResult(final_g, d, step, diverged, seconds, monitor.history, ckpt_seconds)
+
+
+def _restore(saved: dict, nets: dict, noise: torch.Generator, data: Counted, monitor: Monitor,
+             extra_state) -> tuple[int, float]:
+    """Continue exactly where a checkpoint left off: weights, optimisers, noise and data streams,
+    monitor, global RNG and the caller's state. Returns (steps done, training seconds so far)."""
+    for key, obj in nets.items():
+        obj.load_state_dict(saved[key])
+    noise.set_state(saved["noise"].to(noise.get_state().device))
+    data.skip(saved["batches"])
+    monitor.load_state_dict(saved["monitor"])
+    set_global_rng_state(saved["rng"])
+    if extra_state is not None:
+        extra_state[1](saved["extra"])
+    return saved["step"], saved["train_seconds"]
+
+
+def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, opt_d, data, noise,
+             cond: bool) -> StepContext:
+    """What the step reads: networks, optimisers, the data and noise streams, and the forward calls."""
+    B, zdim = cfg.batch_size, cfg.z_dim
+
+    def latents():  # (z, labels for a conditional generator)
+        z = torch.randn(B, zdim, generator=noise, device=device)
+        y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
+        return distributed.shard(z), distributed.shard(y)  # under torchrun: this rank's slice
+
+    def G(z, y):
+        return g(z, y) if cond else g(z)
+
+    def D(x, y):
+        return d(x, y) if cond else d(x)
+
+    return StepContext(cfg=cfg, loss=loss, g=g, d=d, opt_g=opt_g, opt_d=opt_d, data=data, noise=noise,
+                       latents=latents, G=G, D=D, amp=mixed_precision(cfg, device))
+
+
+def _log(monitor: Monitor, out: StepOutput, step: int, opt_g, opt_d, step_time: float, on_log) -> str | None:
+    """Record one history row (losses averaged over torchrun processes); the divergence it shows, if any."""
+    row = {"step": step, "d_loss": out.d_loss.item(), "g_loss": out.g_loss.item(),
+           "d_real": out.d_real.mean().item(), "d_fake": out.d_fake.mean().item(),
+           "grad_d": out.grad_d, "grad_g": out.grad_g,
+           "lr_d": opt_d.param_groups[0]["lr"], "lr_g": opt_g.param_groups[0]["lr"], "step_time": step_time}
+    row = distributed.mean_over_ranks(row, ("d_loss", "g_loss", "d_real", "d_fake"))
+    reason = monitor.record(row)
+    if on_log is not None:
+        on_log(row)
+    return reason
 
 
 class Counted:

@@ -54,7 +54,7 @@ count() {  # finished runs of one suite setting in its folder
 import sys
 from pathlib import Path
 from ganbench.config import load_suite, select_settings
-from ganbench.store import finished_run_ids
+from ganbench.results.store import finished_run_ids
 suite = select_settings(load_suite(sys.argv[1]), sys.argv[2].split(","))
 done = finished_run_ids(Path(sys.argv[3])) if Path(sys.argv[3], "results.jsonl").exists() else set()
 ids = {c.run_id for _, c in suite.runs()}
@@ -88,10 +88,12 @@ from pathlib import Path
 import pandas as pd
 
 from ganbench.config import load_suite
-from ganbench.published import display, legend
-from ganbench.report import write_report
-from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench.tables import comparison_tables, legend_lines, published_table, to_markdown
+from ganbench.results.published import display, legend
+from ganbench.results.report import write_report
+from ganbench.io import atomic_write_bytes, atomic_write_text
+from ganbench.results.store import load_results
+from ganbench.results.formats import to_markdown
+from ganbench.results.tables import comparison_tables, legend_lines, published_table
 
 out, work, timings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 names = list(dict.fromkeys(p.split(":", 1)[0] for p in sys.argv[4:]))

@@ -33,7 +33,7 @@ def inception_weights(tmp_path_factory):
     The real weights cannot be downloaded in tests; numbers on this file mean nothing by
     themselves, but ganbench and torch-fidelity must agree on them.
     """
-    from ganbench.inception import make_random_weights
+    from ganbench.features.inception import make_random_weights
 
     path = tmp_path_factory.mktemp("inception") / "random-inception-v3.pth"
     make_random_weights(path)

@@ -4,9 +4,9 @@ trained for far too few steps fails `ganbench check` and a normal run passes."""
 import pandas as pd
 import pytest
 
-from ganbench.check import compare, load_baseline, write_baseline
 from ganbench.errors import UserError
-from ganbench.store import load_results
+from ganbench.results.check import compare, load_baseline, write_baseline
+from ganbench.results.store import load_results
 
 
 def _rows(values, protocol="p1"):
@@ -113,7 +113,7 @@ def tiny_runs(tmp_path_factory):
     import torch
 
     from ganbench.config import suite_from_dict
-    from ganbench.executors import run_suite
+    from ganbench.runs.suite import run_suite
 
     root = tmp_path_factory.mktemp("tiny-ci")
     for name, seeds, overrides in [("base", [10, 11, 12, 13], {}), ("normal", [0, 1, 2], {}),

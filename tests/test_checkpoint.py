@@ -1,13 +1,11 @@
 """Checkpoints and exact resume: a run killed part-way and resumed ends bit-identical to one that
 never stopped; damaged checkpoints fall back or fail clearly; a changed config is refused."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
 from ganbench.cli import main
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
-from ganbench.store import load_rows
+from ganbench.results.store import load_rows
 from ganbench.train import train
 
 

@@ -2,7 +2,13 @@ import math
 
 import pytest
 
-from ganbench.config import RunConfig, config_diff, load_suite, parse_overrides, suite_from_dict
+from ganbench.config import (
+    RunConfig,
+    config_diff,
+    load_suite,
+    parse_overrides,
+    suite_from_dict,
+)
 from ganbench.errors import UserError
 
 

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from ganbench.config import RunConfig
-from ganbench.data import DATASETS, images as images_module
+from ganbench.data import DATASETS
+from ganbench.data import images as images_module
 from ganbench.data.idx import parse_idx, read_idx, write_idx
 from ganbench.data.images import digits_split_mask, index_batches, real_images, to_float
 from ganbench.data.mnist import stacked_real
@@ -200,6 +201,31 @@ def test_mnist_test_split_trains_only_when_named_on_purpose(fake_mnist):
     ds = DATASETS["mnist"](RunConfig(dataset="mnist", data_path=str(d / "t10k-images-idx3-ubyte")))
     assert ds.split == "test" and len(ds) == 50
     assert ds.labels.tolist() == fake_mnist["t10k"][1].tolist()
+
+
+@pytest.mark.slow  # trains a digit classifier (20,000 samples)
+def test_the_suggested_test_split_also_evaluates(fake_mnist, tmp_path):
+    """The "missing train split" message suggests data_path=<t10k images file>; following it, `ganbench
+    eval` works too: the domain classifier trains on that split, and every row says so."""
+    from ganbench.cli import main
+    from ganbench.results.store import load_rows
+
+    d = fake_mnist["dir"]
+    for f in d.glob("train-*"):
+        f.unlink()
+    chosen = str(d / "t10k-images-idx3-ubyte")
+    images, _ = fake_mnist["t10k"]
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, samples=np.tile(images[:, None], (200, 1, 1, 1)))  # the test images, 10,000 in all
+    out = tmp_path / "res"
+    argv = ["eval", "--dataset", "mnist", "--set", f"data_path={chosen}", "--samples", str(samples),
+            "--metrics", "classes,class_kl", "--out", str(out)]
+    assert main(argv) == 0
+    rows = {r["metric"]: r for r in load_rows(out)}
+    assert rows["classes"]["protocol"]["classifier_train_split"] == "test"
+    assert rows["classes"]["protocol"]["reference_split"] == "test"
+    # the classifier was trained on these very images: it reads back every class
+    assert rows["classes"]["value"] == 10 and rows["class_kl"]["value"] < 0.1
 
 
 def test_mnist_corrupt_file_and_wrong_channels_are_user_errors(fake_mnist):

@@ -14,8 +14,10 @@ import torch.multiprocessing as mp
 from ganbench import distributed
 from ganbench.config import RunConfig
 from ganbench.data import DATASETS
+from ganbench.features import stats as fstats
+from ganbench.features.stats import StreamingStats
 from ganbench.losses import LOSSES
-from ganbench.metrics.frechet import StreamingStats
+from ganbench.runs import torchrun
 from ganbench.train import build_models, train
 
 CFG = dict(model="mlp", loss="ns", dataset="ring8", steps=20, batch_size=32, width=16, depth=2)
@@ -59,10 +61,10 @@ def _worker(rank: int, out: str) -> None:
     try:
         x = _features()
         # strided extraction through an (identity) feature extractor, then reduced statistics
-        s = distributed.feature_statistics(lambda b: b * 1.0, x, batch=100)
+        s = fstats.feature_statistics(lambda b: b * 1.0, x, batch=100)
         # unequal contiguous shards (rank 0: 700 rows, rank 1: 301) reduced directly
         part = x[:700] if rank == 0 else x[700:]
-        u = distributed.reduce_stats(StreamingStats.from_features(part))
+        u = fstats.reduce_stats(StreamingStats.from_features(part))
         cfg = RunConfig(**CFG)
         grads = _full_batch_d_gradient(cfg)
         dataset = DATASETS[cfg.dataset](cfg)
@@ -123,7 +125,7 @@ def test_outside_a_group_everything_is_a_no_op():
     assert not distributed.active() and distributed.rank() == 0 and distributed.world_size() == 1
     assert distributed.shard(x) is x and distributed.broadcast_object({"a": 1}) == {"a": 1}
     s = StreamingStats.from_features(_features())
-    assert distributed.reduce_stats(s) is s
+    assert fstats.reduce_stats(s) is s
     assert distributed.mean_over_ranks({"d_loss": 1.5}, ("d_loss",)) == {"d_loss": 1.5}
 
 
@@ -265,7 +267,7 @@ def test_a_batch_norm_of_its_own_is_refused_before_torchrun_starts():
         return suite_from_dict({"name": "t", "settings": [{"label": "x", "model": model, "dataset": "digits",
                                                            "width": 8}]}, "t.toml", {}, [0])
 
-    distributed.check_suite(suite("dcgan"))  # plain batch norm: converted
+    torchrun.check_suite(suite("dcgan"))  # plain batch norm: converted
 
     def conditional(cfg, dataset):
         g, d = dcgan(cfg, dataset)
@@ -274,7 +276,7 @@ def test_a_batch_norm_of_its_own_is_refused_before_torchrun_starts():
     MODELS.register("cbn-test", conditional)
     try:
         with pytest.raises(UserError, match="x: model 'cbn-test': ConditionalBatchNorm is a batch norm of its own"):
-            distributed.check_suite(suite("cbn-test"))
+            torchrun.check_suite(suite("cbn-test"))
     finally:
         MODELS.pop("cbn-test", None)
 
@@ -287,10 +289,10 @@ N_DIGITS, N_INCEPTION = 1297, 70  # batches of 500 (500, 500, 297) and of 64 (64
 
 
 def _eval_worker(rank: int, out: str) -> None:
-    from ganbench import domain, inception
+    from ganbench.features import domain, inception
     from ganbench.metrics import METRICS
-
-    from ganbench import store
+    from ganbench import io
+    from ganbench.features import cache, classifier
 
     torch.set_num_threads(1)
     _join(rank, out)
@@ -303,7 +305,8 @@ def _eval_worker(rank: int, out: str) -> None:
         return wrapper
 
     domain.get_classifier = counted("get_classifier", domain.get_classifier)
-    store.atomic_write_bytes = counted("write", store.atomic_write_bytes)
+    write = counted("write", io.atomic_write_bytes)  # every file write goes through it, whoever imported it
+    io.atomic_write_bytes = cache.atomic_write_bytes = classifier.atomic_write_bytes = write
     try:
         digits = DATASETS["digits"](RunConfig(dataset="digits"))
         samples, _ = digits.real_images("train", n=N_DIGITS)
@@ -320,7 +323,7 @@ def _eval_worker(rank: int, out: str) -> None:
             failure = f"{type(e).__name__}: {e}"
         # statistics over each process's own rows, through an extractor that would split by itself
         clf = domain.classifier_for(digits)
-        stats = distributed.feature_statistics(lambda b: domain.features_and_probs(clf, b)[0], samples, batch=216)
+        stats = fstats.feature_statistics(lambda b: domain.features_and_probs(clf, b)[0], samples, batch=216)
         sizes = []  # the batches this process extracted itself
         doubled = distributed.map_batches(lambda c: sizes.append(len(c)) or (c * 2, c + 1), torch.arange(10.0), 3)
         torch.save({"fake": torch.from_numpy(f.fake), "probs": torch.from_numpy(f.fake_probs),
@@ -336,7 +339,7 @@ def _eval_worker(rank: int, out: str) -> None:
 def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, monkeypatch, inception_weights):
     """Every process gets all the features of every sample, computed in the batches one process
     uses, so features and metric values equal the single-process ones exactly."""
-    from ganbench import domain, inception
+    from ganbench.features import domain, inception
     from ganbench.metrics import METRICS
 
     monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path / "cache"))

@@ -1,6 +1,5 @@
 """Evaluation without training, and plug-ins: checkpoints, TorchScript, callables, .npz, bad input."""
 
-import json
 import textwrap
 
 import numpy as np
@@ -9,7 +8,7 @@ import torch
 
 from ganbench.cli import main
 from ganbench.data import DATASETS
-from ganbench.store import load_rows
+from ganbench.results.store import load_rows
 
 TINY = ["--set", "steps=30", "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--no-progress"]
 

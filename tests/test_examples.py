@@ -3,12 +3,13 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ganbench.cli import main
 from ganbench.config import load_suite
-from ganbench.store import load_rows
+from ganbench.results.store import load_rows
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -56,11 +57,44 @@ def test_example_suite_ranks_the_plugin_beside_the_baselines(tmp_path, capsys):
 
 
 def test_example_suite_at_full_size_validates(tmp_path):
-    from ganbench.executors import validate_suite
     from ganbench.plugins import load_plugin
+    from ganbench.runs.suite import validate_suite
 
     load_plugin(str(EXAMPLES / "upsample_gan.py"))
     suite = load_suite(str(EXAMPLES / "digits_vs_baselines.toml"))
     validate_suite(suite)
     assert [label for label, _ in suite.settings] == ["upsample/ns", "dcgan/ns", "dcgan/wgan-gp"]
     assert suite.seeds == (0, 1) and {cfg.dataset for _, cfg in suite.settings} == {"digits"}
+
+
+def _ring_points(counts) -> np.ndarray:
+    """Points exactly at the ring8 mode centres, counts[k] of them at mode k."""
+    from ganbench.config import RunConfig
+    from ganbench.data import DATASETS
+
+    means = DATASETS["ring8"](RunConfig(dataset="ring8")).means.numpy()
+    return np.concatenate([np.repeat(means[k : k + 1], c, axis=0) for k, c in enumerate(counts)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("counts, expected", [
+    ([313, 313, 313, 313, 312, 312, 312, 312], 8 * 312 / 2500),  # as balanced as 2,500 points can be
+    ([500, 500, 500, 500, 500, 0, 0, 0], 0.0),  # three modes missed
+    ([1000, 250, 250, 250, 250, 250, 250, 0], 0.0),
+    ([1250, 250, 250, 150, 150, 150, 150, 150], 8 * 150 / 2500),
+])
+def test_metric_plugin_lists_and_scores_its_closed_form(tmp_path, capsys, counts, expected):
+    """The example metric plug-in: listed by `ganbench list metrics --plugin`, and computed by
+    `ganbench eval` on points placed at the modes, where its value is K * min count / total."""
+    plugin = str(EXAMPLES / "mode_balance.py")
+    assert main(["list", "metrics", "--plugin", plugin]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mode_balance ")]
+    assert len(listed) == 1 and "↑" in listed[0] and "mode2d" in listed[0]
+    points = tmp_path / "points.npz"
+    np.savez(points, samples=_ring_points(counts))
+    out = tmp_path / "res"
+    argv = ["eval", "--plugin", plugin, "--dataset", "ring8", "--samples", str(points), "--metrics", "modes,mode_balance",
+            "--out", str(out)]
+    assert main(argv) == 0
+    values = {r["metric"]: r["value"] for r in load_rows(out)}
+    assert values["mode_balance"] == pytest.approx(expected, abs=1e-12)
+    assert values["modes"] == sum(c > 0 for c in counts)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from ganbench import classifier as classifier_mod, domain, inception
 from ganbench.cli import main
 from ganbench.config import RunConfig
 from ganbench.data import DATASETS
@@ -20,8 +19,16 @@ from ganbench.data.images import DOMAIN_METRICS, IMAGE_METRICS, STACKED_METRICS
 from ganbench.data.mnist import StackedMNIST
 from ganbench.errors import UserError
 from ganbench.evaluate import protocol
+from ganbench.features import classifier as classifier_mod
+from ganbench.features import domain, inception
 from ganbench.metrics import METRICS
-from ganbench.metrics.image import class_kl, classes_covered, fid_intra, stacked_kl, stacked_modes
+from ganbench.metrics.image import (
+    class_kl,
+    classes_covered,
+    fid_intra,
+    stacked_kl,
+    stacked_modes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +95,7 @@ def test_domain_metrics_real_vs_real_are_near_perfect(digits, real_vs_real):
     f = real_vs_real
     assert f.fake.shape == (1442, 128) and f.real.shape == (355, 128) and f.fake_probs.shape == (1442, 10)
     m = {name: METRICS[name].fn(f) for name in DOMAIN_METRICS}
+    assert [name for name, v in m.items() if not METRICS[name].within(v)] == []
     assert m["classes"] == 10
     assert m["class_kl"] < 0.005  # predicted train labels against true test labels: the same mix
     assert m["cs"] > 8.5  # near 10 = the number of equally frequent classes, for a confident classifier
@@ -96,6 +104,22 @@ def test_domain_metrics_real_vs_real_are_near_perfect(digits, real_vs_real):
     noise = torch.rand(1442, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     worse = METRICS["fid_domain"].fn(domain.domain_features(noise, digits))
     assert m["fid_domain"] < 0.02 * worse  # the same distribution is far closer than noise
+
+
+def test_the_extractor_record_names_its_reference_cache_entry(digits, real_vs_real, cache_dir):
+    """``cache_key(dataset)`` of the domain extractor is the document its reference features are
+    stored under; its provenance is what every row records."""
+    from ganbench.features import FEATURES
+    from ganbench.features.cache import key_of
+
+    record = FEATURES["domain"]
+    doc = record.cache_key(digits)
+    entry = cache_dir / "reference" / f"{key_of(doc)}.npz"
+    assert entry.is_file() and json.loads(entry.with_suffix(".json").read_text()) == json.loads(json.dumps(doc))
+    assert np.array_equal(np.load(entry)["features"], real_vs_real.real)
+    p = record.provenance(digits)
+    assert p["extractor"] == "domain" and p["classifier"] == doc["classifier"] and p["num_real"] == len(real_vs_real.real)
+    assert "classifier_train_split" not in p  # trained on the train split: nothing extra, ids unchanged
 
 
 def test_class_kl_and_coverage_closed_forms():
@@ -143,6 +167,9 @@ def test_stacked_modes_true_data_and_collapsed(digits):
     assert stacked_kl(s) < 0.15
     collapsed = domain.stacked_labels(real[:1].expand(500, -1, -1, -1), ds)
     assert stacked_modes(collapsed) == 1 and stacked_kl(collapsed) == pytest.approx(math.log(1000))
+    for name, value in [("sm_modes", 1000), ("sm_kl", math.log(1000)), ("sm_kl", 0.0)]:  # the ends of the ranges
+        assert METRICS[name].within(value)
+    assert not METRICS["sm_modes"].within(1001) and not METRICS["sm_kl"].within(math.log(1000) + 1e-6)
     with pytest.raises(UserError, match="3-channel"):
         domain.stacked_labels(real[:, :1], ds)
 

@@ -10,11 +10,11 @@ from ganbench.config import RunConfig, single_setting_suite
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.evaluate import generate
-from ganbench.executors import validate_suite
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS, is_conditional
+from ganbench.results.store import load_rows
+from ganbench.runs.suite import validate_suite
 from ganbench.seeding import make_generator
-from ganbench.store import load_rows
 from ganbench.train import build_models, train
 
 CPU = torch.device("cpu")

@@ -15,9 +15,9 @@ import torch_fidelity
 import torch_fidelity.metrics
 from torch.utils.data import Dataset
 
-from ganbench import cache, inception
 from ganbench.cli import main
 from ganbench.errors import UserError
+from ganbench.features import cache, inception
 from ganbench.metrics.image import image_metrics
 
 N, SIDE = 16, 32  # images per set: tiny, a 299x299 InceptionV3 pass costs ~0.1 s per image on a CPU

@@ -14,11 +14,17 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import calculate_precision_recall_full
 
 from ganbench.errors import UserError
-from ganbench.metrics.frechet import FrechetReference, StreamingStats, fid, frechet_distance
+from ganbench.features.stats import StreamingStats
+from ganbench.metrics.frechet import FrechetReference, fid, frechet_distance
 from ganbench.metrics.inception_score import inception_score, inception_score_from_probs
 from ganbench.metrics.kernel import kid
-from ganbench.metrics.prdc import density_coverage, precision_recall, prdc
-from ganbench.metrics.uncertainty import bootstrap_fid, bootstrap_kid, fid_infinity, fit_inverse_n
+from ganbench.metrics.prdc import density_coverage, prdc, precision_recall
+from ganbench.metrics.uncertainty import (
+    bootstrap_fid,
+    bootstrap_kid,
+    fid_infinity,
+    fit_inverse_n,
+)
 
 
 def correlated(n, d, seed, shift=0.0):

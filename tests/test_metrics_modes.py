@@ -8,8 +8,13 @@ import torch
 
 from ganbench.data import DATASETS
 from ganbench.evaluate import compute_metrics, resolve_metrics
-from ganbench.features import ModeAssignment, mode_assignment
-from ganbench.metrics.modes import NUM_POINTS, high_quality_fraction, kl_to_uniform, modes_covered
+from ganbench.features.mode2d import ModeAssignment, mode_assignment
+from ganbench.metrics.modes import (
+    NUM_POINTS,
+    high_quality_fraction,
+    kl_to_uniform,
+    modes_covered,
+)
 
 HQ_GAUSSIAN = 1 - math.exp(-4.5)  # P(|x - mu| < 3 sigma) for an isotropic 2-D Gaussian
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ganbench.cli import main
-from ganbench.store import load_rows
+from ganbench.results.store import load_rows
 
 # A plug-in model whose discriminator raises once training starts (its forward in eval mode, used
 # by the checks before training, works).
@@ -76,7 +76,7 @@ def ray_session():
     """One local Ray for the module (starting it costs seconds); run_suite leaves it running."""
     import ray
 
-    from ganbench.parallel import start_ray
+    from ganbench.runs.ray import start_ray
 
     start_ray()
     yield ray
@@ -168,7 +168,7 @@ def test_resume_skips_finished_runs_and_retries_failed_ones(files, executed, tmp
 
 def test_ray_workers_use_the_drivers_blas_threads(ray_session):
     """Ray starts workers with one BLAS thread; FID's last bits depend on it, so tasks take the driver's."""
-    from ganbench.parallel import _set_blas_threads, blas_threads
+    from ganbench.runs.pool import _set_blas_threads, blas_threads
 
     n = blas_threads()
     probe = ray_session.remote(lambda k: (_set_blas_threads(1), blas_threads(), _set_blas_threads(k), blas_threads()))
@@ -200,7 +200,7 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch)
 
 def test_impossible_ray_tasks_and_unreachable_clusters_are_one_line(ray_session, tmp_path, capsys):
     from ganbench.errors import UserError
-    from ganbench.parallel import _reachable
+    from ganbench.runs.ray import _reachable
 
     out = tmp_path / "res"
     argv = ["run", "--model", "mlp", "--executor", "ray", "--threads", "64", "--out", str(out), "--no-progress"]
@@ -253,8 +253,8 @@ class _DonePool:
     def submit(self, fn, job):
         from concurrent.futures import Future
 
-        from ganbench.executors import Outcome
         from ganbench.config import RunConfig
+        from ganbench.runs.one import Outcome
 
         fut = Future()
         cfg = RunConfig.from_dict(job.config)
@@ -271,9 +271,9 @@ def test_a_mistake_in_one_run_keeps_the_runs_already_finished(tmp_path, monkeypa
     """A UserError from one run stops the suite, but the runs that finished before it is handled are
     still handed over (and so recorded) first: those the driver sees finished in the same wake-up
     after the mistake ("all") and those that finish while it handles the mistake ("mistake only")."""
-    from ganbench import parallel
     from ganbench.config import RunConfig
     from ganbench.errors import UserError
+    from ganbench.runs import pool as parallel
 
     def wait_mistake_first(pending, return_when):
         done = sorted((f for f in pending if f.done()), key=lambda f: f.result()[0] != "user")
@@ -291,9 +291,10 @@ def test_a_mistake_in_one_run_keeps_the_runs_already_finished(tmp_path, monkeypa
 
 def test_ray_mistake_in_one_task_keeps_the_tasks_already_finished(ray_session, tmp_path, monkeypatch):
     """The same on Ray: the driver learns of the mistake first, while the other tasks have finished."""
-    from ganbench import parallel
     from ganbench.config import RunConfig
     from ganbench.errors import UserError
+    from ganbench.runs import pool as parallel
+    from ganbench.runs import ray as ray_runs
 
     real_wait = ray_session.wait
 
@@ -309,7 +310,7 @@ def test_ray_mistake_in_one_task_keeps_the_tasks_already_finished(ray_session, t
     runs = [("good", good), ("bad", good.replace(model="no-such-model")), ("also good", good.replace(seed=1))]
     got = []
     with pytest.raises(UserError, match="unknown model 'no-such-model'"):
-        for o in parallel.run_parallel(runs, "t", tmp_path, torch.device("cpu"), parallel.Executor(kind="ray")):
+        for o in ray_runs.run_ray(runs, "t", tmp_path, torch.device("cpu"), parallel.Executor(kind="ray")):
             got.append((o.label, o.status))
     assert sorted(got) == [("also good", "ok"), ("good", "ok")]
 

@@ -5,7 +5,6 @@ import math
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -14,12 +13,13 @@ from ganbench.config import RunConfig, load_suite, select_settings
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.evaluate import compute_metrics, resolve_metrics
-from ganbench.features import mode_assignment
+from ganbench.features.mode2d import mode_assignment
 from ganbench.metrics import METRICS
 from ganbench.metrics.modes import modes_covered
-from ganbench.published import parse_published, verdict
-from ganbench.store import load_results
-from ganbench.tables import published_table, render
+from ganbench.papers import parse_published
+from ganbench.results.published import verdict
+from ganbench.results.store import load_results
+from ganbench.results.tables import published_table, render
 from ganbench.train import train
 
 PAPERS = ("paper-gdpp-2d", "paper-pacgan-2d", "paper-pacgan-stacked-mnist")
@@ -150,7 +150,7 @@ def test_verdicts_against_closed_forms():
 def test_published_metric_must_be_computed_by_its_setting(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(TINY_PAPER.format(name="s", modes=8, kl=0.1).replace("[defaults]", '[defaults]\nmetrics = ["modes", "hq"]'))
-    from ganbench.executors import validate_suite
+    from ganbench.runs.suite import validate_suite
     with pytest.raises(UserError, match="gives metric 'kl', which setting 'gan' does not compute"):
         validate_suite(load_suite(str(path)))
 

@@ -6,21 +6,19 @@ import copy
 
 import pytest
 import torch
+from test_checkpoint import Stop, _state, _stop_at
 from torch import nn
 
 from ganbench.checkpoint import Checkpointer
-from ganbench.config import RunConfig
+from ganbench.config import RunConfig, single_setting_suite
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
-from ganbench.executors import validate_suite
-from ganbench.config import single_setting_suite
 from ganbench.losses import LOSSES
 from ganbench.models.blocks import Packed
 from ganbench.models.mlp import Maxout
+from ganbench.runs.suite import validate_suite
+from ganbench.steps.unrolled import lookahead, unrolled_generator_loss
 from ganbench.train import build_models, train
-from ganbench.unrolled import lookahead, unrolled_generator_loss
-
-from test_checkpoint import Stop, _state, _stop_at
 
 CPU = torch.device("cpu")
 PAPER = dict(activation="tanh", init="orthogonal", init_gain=1.4, z_dim=8, width=16, depth=2, batch_size=32)
@@ -162,12 +160,14 @@ def test_unrolled_gradient_goes_through_the_lookahead_updates():
 
 
 def test_unroll_steps_zero_never_enters_the_lookahead(monkeypatch):
-    import ganbench.train as train_module
+    from ganbench.steps import step_name, unrolled
 
     def fail(*args, **kwargs):
         raise AssertionError("the look-ahead ran with unroll_steps = 0")
 
-    monkeypatch.setattr(train_module, "unrolled_generator_loss", fail)
+    monkeypatch.setattr(unrolled, "unrolled_generator_loss", fail)
+    assert step_name(RunConfig(**PAPER)) == PAPER.get("update", "alternating")
+    assert step_name(RunConfig(**PAPER, unroll_steps=1)) == "unrolled"
     cfg = RunConfig(**PAPER, steps=5)
     assert cfg.replace(unroll_steps=0).run_id == RunConfig(**{k: v for k, v in PAPER.items()}, steps=5).run_id
     assert _train(cfg).steps_done == 5
@@ -215,6 +215,10 @@ def test_variant_is_deterministic_and_resumes_exactly(variant, tmp_path):
     (dict(model="sngan", dataset="digits", pack=2, batch_size=64), "has no option 'pack'"),
     (dict(model="dcgan", dataset="digits", maxout=2), "has no option 'maxout'"),
     (dict(model="cdcgan", dataset="digits", d_width=16), "has no option 'd_width'"),
+    (dict(step="alternatng"), "unknown training step 'alternatng'; did you mean 'alternating'"),
+    (dict(step="alternating", update="simultaneous"), "step 'alternating' with update 'simultaneous'"),
+    (dict(step="simultaneous", update="simultaneous", unroll_steps=2), "the look-ahead is step 'unrolled'"),
+    (dict(step="unrolled"), "step 'unrolled' needs unroll_steps >= 1"),
 ])
 def test_unsupported_combinations_are_refused_before_training(values, message):
     with pytest.raises(UserError, match=message):
@@ -233,3 +237,28 @@ def test_zero_sum_unrolled_objective_counts_the_real_term_through_the_lookahead(
     assert full.item() == pytest.approx(-loss.d(call(params, real), call(params, fake)).item(), rel=1e-6)
     (grad_fake_only,) = torch.autograd.grad(loss.g(call(params, fake)), g.weight)
     assert not torch.allclose(grad_full, grad_fake_only)
+
+
+def test_a_plugin_step_runs_through_the_same_loop(tmp_path):
+    """A training step registered by a plug-in and chosen with ``step``: here the standard step under
+    another name, which must train exactly as the built-in one (same weights, same history)."""
+    from ganbench.plugins import load_plugin
+
+    plugin = tmp_path / "my_step.py"
+    plugin.write_text(
+        "from ganbench.steps import Step, register\n"
+        "from ganbench.steps.alternating import adversarial_step\n"
+        "register(Step(name='my-alternating', description='the standard step, renamed',\n"
+        "              run=lambda ctx, log: adversarial_step(ctx, log, simultaneous=False)))\n")
+    from ganbench.steps import STEPS
+
+    load_plugin(str(plugin))
+    cfg = RunConfig(**PAPER, steps=12, n_dis=2)
+    try:
+        mine, builtin = _train(cfg.replace(step="my-alternating")), _train(cfg)
+    finally:
+        dict.pop(STEPS, "my-alternating")
+    assert mine.history and [r["d_loss"] for r in mine.history] == [r["d_loss"] for r in builtin.history]
+    for a, b in zip(mine.generator.state_dict().values(), builtin.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    assert cfg.replace(step="my-alternating").run_id != cfg.run_id  # a chosen step is part of the run's identity

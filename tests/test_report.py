@@ -9,9 +9,9 @@ import torch
 
 from ganbench.config import suite_from_dict
 from ganbench.errors import UserError
-from ganbench.executors import run_suite
-from ganbench.report import build_report, write_report
-from ganbench.store import append_rows, load_rows
+from ganbench.results.report import build_report, write_report
+from ganbench.results.store import append_rows, load_rows
+from ganbench.runs.suite import run_suite
 
 EVIL = "<script>alert(1)</script>"
 SUITE = {
@@ -89,7 +89,7 @@ def test_report_errors(results, tmp_path):
 
 def test_labels_with_dollar_signs_are_plain_text(tmp_path):
     """A `$` in a setting's name must not start matplotlib's mathtext (which fails on `\\badcmd`)."""
-    from ganbench.plots import bars_figure, curves_figure
+    from ganbench.results.plots import bars_figure, curves_figure
 
     name = r"$\badcmd$ a_b"
     summary = pd.DataFrame({"setting": [name, "other"], "column": ["kl ↓"] * 2, "mean": [0.5, 0.7], "ci95": [0.1, 0.2]})

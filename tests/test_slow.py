@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ganbench.store import load_results
-from ganbench.tables import long_table
+from ganbench.results.store import load_results
+from ganbench.results.tables import long_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,9 @@ import os
 import pandas as pd
 import pytest
 
-from ganbench import store
+from ganbench import io as gio
 from ganbench.errors import UserError
+from ganbench.results import store
 
 
 def _row(i, **extra):
@@ -61,8 +62,8 @@ def test_failed_append_is_rolled_back(tmp_path, monkeypatch):
 
 def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "sub" / "config.json"
-    store.atomic_write_json(path, {"a": 1})
-    store.atomic_write_json(path, {"a": 2})
+    gio.atomic_write_json(path, {"a": 1})
+    gio.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
 
     def crash(*_):
@@ -70,7 +71,7 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path, monkeypat
 
     monkeypatch.setattr(store.os, "replace", crash)
     with pytest.raises(OSError):
-        store.atomic_write_json(path, {"a": 3})
+        gio.atomic_write_json(path, {"a": 3})
     assert json.loads(path.read_text()) == {"a": 2}  # the old file is intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.json"]
 
@@ -78,7 +79,7 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path, monkeypat
 def test_atomic_write_gives_the_mode_open_would(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")  # open() makes 0666 minus the umask
-    store.atomic_write_text(tmp_path / "atomic.txt", "x")
+    gio.atomic_write_text(tmp_path / "atomic.txt", "x")
     assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
 
 
@@ -125,7 +126,7 @@ def test_environment_records_versions():
 
 
 def test_tests_use_a_cache_and_data_root_of_their_own(hermetic_cache):
-    from ganbench.cache import cache_dir
     from ganbench.data import data_root
+    from ganbench.features.cache import cache_dir
 
     assert cache_dir().is_relative_to(hermetic_cache) and data_root().is_relative_to(hermetic_cache)

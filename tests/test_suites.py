@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from ganbench import inception
 from ganbench.config import available_suites, load_suite
 from ganbench.data import DATASETS
 from ganbench.data.idx import write_idx
 from ganbench.data.images import IMAGE_METRICS, ImageDataset
-from ganbench.executors import validate_suite
+from ganbench.features import inception
+from ganbench.runs.suite import validate_suite
 
 NEW = ("mnist", "fashion-mnist", "stacked-mnist", "cifar10")  # the published-scale image suites
 

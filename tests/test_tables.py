@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ganbench.errors import UserError
-from ganbench.tables import comparison_table, render, summarize
+from ganbench.results.tables import comparison_table, render, summarize
 
 
 def _rows():
@@ -92,7 +92,8 @@ def test_t_interval_and_ranks_with_ties():
 
 def test_welch_matches_scipy():
     from scipy import stats
-    from ganbench.tables import welch
+
+    from ganbench.results.significance import welch
     x, y = [0.9, 0.95, 0.92, 0.97], [0.8, 0.85, 0.9]
     w = welch(x, y)
     ref = stats.ttest_ind(x, y, equal_var=False)
@@ -113,7 +114,8 @@ def _two(x, y, hib=True, px="p1", py="p1"):
 
 def test_tests_against_a_baseline_in_the_metrics_direction():
     from scipy import stats
-    from ganbench.tables import final_rows, significance
+
+    from ganbench.results.tables import final_rows, significance
     df = _two([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], hib=False)   # lower is better: 'new' is better
     s, notes = significance(summarize(df), final_rows(df), "base", "welch")
     r = s.set_index("label").loc["new"]
@@ -172,7 +174,7 @@ def test_datasets_with_other_metrics_get_their_own_table():
 
 
 def test_exact_mann_whitney_with_ties_and_welch_without_spread():
-    from ganbench.tables import mannwhitney, welch
+    from ganbench.results.significance import mannwhitney, welch
 
     # 2 vs 2 seeds: the smallest exact two-sided p is 2/C(4,2) = 1/3, ties or not
     assert mannwhitney([7, 7], [8, 8])["p"] == pytest.approx(1 / 3)
@@ -184,3 +186,39 @@ def test_exact_mann_whitney_with_ties_and_welch_without_spread():
 def test_csv_with_an_unknown_metric_is_an_error():
     with pytest.raises(UserError, match="--metric: no results for metric 'mods'"):
         render(_rows(), "csv", metrics=["mods"])
+
+
+def test_plugin_table_format_and_test_through_the_cli(tmp_path, capsys):
+    """A table format and a significance test registered by a plug-in, used by `ganbench table`."""
+    import json
+
+    from ganbench.cli import main
+    from ganbench.results.formats import FORMATS
+    from ganbench.results.significance import TESTS
+
+    out = tmp_path / "res"
+    out.mkdir()
+    with open(out / "results.jsonl", "w") as f:
+        for r in _rows().to_dict("records"):
+            f.write(json.dumps({**r, "suite": "t", "protocol": {}, "config": {}, "env": {}}) + "\n")
+    plugin = tmp_path / "fmt.py"
+    plugin.write_text(
+        "from ganbench.results.formats import TableFormat, register\n"
+        "from ganbench.results.significance import SignificanceTest, register as register_test\n"
+        "register(TableFormat(name='tsv-test', description='tab-separated',\n"
+        "                     table=lambda t: t.to_csv(sep='\\t', index=False).rstrip(), notes=lambda lines: ''))\n"
+        "register_test(SignificanceTest(name='always-half', description='p = 0.5',\n"
+        "                               fn=lambda x, y: {'t': 0.0, 'p': 0.5, 'g': 0.0, 'p_improve': 0.5}))\n")
+    try:
+        assert main(["table", str(out), "--plugin", str(plugin), "--format", "tsv-test"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split("\t")[:4] == ["dataset", "setting", "n", "diverged"] and lines[1].startswith("ring8\t")
+        argv = ["table", str(out), "--plugin", str(plugin), "--format", "csv", "--baseline", "ns", "--test", "always-half"]
+        assert main(argv) == 0
+        table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+        assert set(table.loc[table["label"] == "hinge", "p"]) == {0.5}
+        assert main(["table", str(out), "--format", "tsv-nope"]) == 2
+        assert "unknown table format 'tsv-nope'" in capsys.readouterr().err
+    finally:
+        dict.pop(FORMATS, "tsv-test", None)
+        dict.pop(TESTS, "always-half", None)

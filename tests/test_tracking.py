@@ -8,7 +8,7 @@ import pytest
 
 from ganbench.cli import main
 from ganbench.monitor import COLUMNS, stability
-from ganbench.store import load_rows
+from ganbench.results.store import load_rows
 
 
 def test_stability_of_a_curve_higher_is_better():

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganbench.data import DATASETS, data_root
-from ganbench.data.images import ImageDataset, Split, check_channels, memo, resize, torchvision_split
+from ganbench.config import RunConfig
+from ganbench.data.base import DATASETS, data_root
+from ganbench.data.images import (
+    ImageDataset,
+    Split,
+    check_channels,
+    memo,
+    resize,
+    torchvision_split,
+)
 from ganbench.errors import UserError
 
 NATIVE = 32
@@ -37,8 +45,6 @@ def _load(split: str, side: int, folder: str) -> Split:
 @DATASETS.register("cifar10")
 def cifar10(cfg=None) -> ImageDataset:
     """CIFAR-10 colour images 32x32, 10 classes (torchvision download)"""
-    from ganbench.config import RunConfig
-
     cfg = cfg or RunConfig(dataset="cifar10")
     check_channels(cfg, "cifar10", 3)
     side = cfg.resolution or NATIVE

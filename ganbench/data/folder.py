@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ganbench.data import DATASETS
+from ganbench.data.base import DATASETS
 from ganbench.data.images import ImageDataset, memo
 from ganbench.errors import UserError
 

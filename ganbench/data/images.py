@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganbench.data import DATASETS, Batch, data_root
+from ganbench.config import RunConfig
+from ganbench.data.base import DATASETS, Batch, data_root
 from ganbench.errors import UserError
 
 # Default metrics (see ganbench.metrics.image). Inception metrics need the InceptionV3 weights file;
@@ -218,8 +219,6 @@ def _load_digits(split: str, side: int) -> Split:
 @DATASETS.register("digits")
 def digits(cfg=None) -> ImageDataset:
     """scikit-learn's 8x8 handwritten digits, 10 classes, resized to 28x28 (no download)"""
-    from ganbench.config import RunConfig
-
     cfg = cfg or RunConfig(dataset="digits")
     check_channels(cfg, "digits", 1)
     side = cfg.resolution or DIGITS_RESOLUTION

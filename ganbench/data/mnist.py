@@ -26,10 +26,21 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from ganbench.data import DATASETS, Batch, data_root
+from ganbench.config import RunConfig
+from ganbench.data.base import DATASETS, Batch, data_root
 from ganbench.data.idx import read_idx
-from ganbench.data.images import (DOMAIN_METRICS, STACKED_METRICS, ImageDataset, Split, check_channels, first_n,
-                                  memo, resize, to_float, torchvision_split)
+from ganbench.data.images import (
+    DOMAIN_METRICS,
+    STACKED_METRICS,
+    ImageDataset,
+    Split,
+    check_channels,
+    first_n,
+    memo,
+    resize,
+    to_float,
+    torchvision_split,
+)
 from ganbench.errors import UserError
 
 NATIVE = 28
@@ -116,8 +127,8 @@ class IdxFolder:
                f"{'it' if len(names) == 1 else 'them'} in {self.folder}")
         other, _ = find_idx(self.folder, "test")
         if split == "train" and other is not None:
-            msg += (f" (training needs the train split; to train on the test split on purpose, "
-                    f"set data_path={other})")
+            msg += (f" (training needs the train split; to train and evaluate on the test split on purpose, "
+                    f"set data_path={other}: the domain classifier then trains on it too)")
         return msg
 
 
@@ -157,8 +168,6 @@ def mnist_loader(name: str, cfg) -> tuple[Callable[[str], Split], str]:
 
 
 def _family_dataset(name: str, cfg) -> ImageDataset:
-    from ganbench.config import RunConfig
-
     cfg = cfg or RunConfig(dataset=name)
     check_channels(cfg, name, 1)
     loader, split = mnist_loader(name, cfg)
@@ -249,8 +258,6 @@ def stacked_real(cfg, split: str = "test", n: int | None = None, seed: int = STA
 @DATASETS.register("stacked-mnist")
 def stacked_mnist(cfg=None) -> StackedMNIST:
     """Stacked MNIST: 3 random MNIST digits as RGB channels, 1,000 modes (needs mnist's files)"""
-    from ganbench.config import RunConfig
-
     cfg = cfg or RunConfig(dataset="stacked-mnist")
     check_channels(cfg, "stacked-mnist", 3)
     loader, split = mnist_loader("mnist", cfg)

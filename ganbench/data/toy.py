@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from ganbench.data import DATASETS, Batch
+from ganbench.data.base import DATASETS, Batch
 
 MODE_METRICS = ("modes", "hq", "kl")
 

@@ -6,8 +6,7 @@ sets of features:
     d^2 = |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1^1/2 S2 S1^1/2)
 
 All statistics are numpy float64; inputs may be numpy arrays or torch tensors of any float dtype.
-``StreamingStats`` accumulates the mean and the unbiased covariance (ddof = 1, as ``numpy.cov``
-and torch-fidelity) batch by batch in O(D^2) memory, and merges exactly across shards.
+The mean and covariance come from ``ganbench.features.stats.StreamingStats``.
 """
 
 from __future__ import annotations
@@ -16,129 +15,7 @@ import numpy as np
 from scipy.linalg import blas, eigh, eigvalsh, lapack
 
 from ganbench.errors import UserError
-
-BATCH = 4096  # rows per update when statistics are computed from a whole array
-
-
-def as_features(x, name: str = "features") -> np.ndarray:
-    """(N, D) float64 numpy view or copy of a numpy array or torch tensor; UserError when not finite."""
-    if hasattr(x, "detach"):  # a torch tensor, on any device
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise UserError(f"{name} must have shape (N, D), got {x.shape}")
-    _check_finite(x, name)
-    return x
-
-
-def _check_finite(x: np.ndarray, name: str) -> None:
-    # A sum is NaN or Inf whenever any element is, without an (N, D) boolean temporary.
-    if x.size and not np.isfinite(x.sum()):
-        raise UserError(f"NaN or Inf in {name}")
-
-
-class StreamingStats:
-    """Mean and covariance of D-dimensional rows, updated batch by batch, in float64.
-
-    Holds the count, the mean and the sum of centred outer products (M2); batches and shards are
-    combined with Chan et al.'s pairwise update, which is exact in exact arithmetic and stable in
-    floating point, so the result does not depend on the batch size beyond rounding.
-    """
-
-    def __init__(self, dim: int):
-        if dim < 1:
-            raise UserError(f"feature dimension must be positive, got {dim}")
-        self.dim = dim
-        self._n = 0.0  # total weight: the row count, or the sum of integer counts
-        self._mean = np.zeros(dim)
-        self._m2 = np.zeros((dim, dim))
-
-    @classmethod
-    def from_features(cls, x, *, rows=None, counts=None, batch_size: int = BATCH) -> StreamingStats:
-        """Statistics of ``x[rows]`` (each row repeated ``counts`` times), in batches of rows.
-
-        ``counts`` (N,) non-negative integer multiplicities weight each row as if it were repeated,
-        which is how a bootstrap resample is evaluated without copying the features.
-        """
-        x = as_features(x)
-        stats = cls(x.shape[1])
-        if rows is None and counts is None:  # contiguous slices: no gather copies
-            for start in range(0, len(x), batch_size):
-                stats.update(x[start:start + batch_size])
-            return stats
-        idx = np.arange(len(x)) if rows is None else np.asarray(rows)
-        w = None
-        if counts is not None:
-            counts = np.asarray(counts)
-            if counts.shape != (len(x),) or (counts < 0).any():
-                raise UserError(f"counts must be {len(x)} non-negative numbers, got shape {counts.shape}")
-            idx = idx[counts[idx] > 0]  # rows drawn 0 times cost nothing
-            w = counts[idx]
-        for start in range(0, len(idx), batch_size):
-            sl = slice(start, start + batch_size)
-            stats.update(x[idx[sl]], None if w is None else w[sl])
-        return stats
-
-    def update(self, batch, counts=None) -> StreamingStats:
-        """Add a (B, D) batch of rows (optionally weighted by integer ``counts`` (B,)); returns self."""
-        batch = as_features(batch, "batch")
-        if batch.shape[1] != self.dim:
-            raise UserError(f"batch has {batch.shape[1]} features, statistics have {self.dim}")
-        if len(batch) == 0:
-            return self
-        if counts is None:
-            nb = float(len(batch))
-            mb = batch.mean(axis=0)
-            xc = batch - mb
-        else:
-            counts = np.asarray(counts, dtype=np.float64)
-            nb = float(counts.sum())
-            if nb == 0:
-                return self
-            mb = counts @ batch / nb
-            xc = (batch - mb) * np.sqrt(counts)[:, None]
-        # xc.T @ xc on one buffer lets numpy call syrk (half the flops of a general product)
-        self._combine(nb, mb, xc.T @ xc)
-        return self
-
-    def merge(self, other: StreamingStats) -> StreamingStats:
-        """Statistics of the union of both streams (a new object; neither operand changes)."""
-        if not isinstance(other, StreamingStats) or other.dim != self.dim:
-            raise UserError("can only merge statistics of the same feature dimension")
-        out = StreamingStats(self.dim)
-        out._n, out._mean, out._m2 = self._n, self._mean.copy(), self._m2.copy()
-        out._combine(other._n, other._mean, other._m2)
-        return out
-
-    __add__ = merge
-
-    def _combine(self, nb: float, mb: np.ndarray, m2b: np.ndarray) -> None:
-        if nb == 0:
-            return
-        n = self._n + nb
-        delta = mb - self._mean
-        self._m2 += m2b
-        self._m2 += np.outer(delta, delta * (self._n * nb / n))
-        self._mean += delta * (nb / n)
-        self._n = n
-
-    @property
-    def n(self) -> int:
-        return int(round(self._n))
-
-    @property
-    def mean(self) -> np.ndarray:
-        """(D,) float64."""
-        if self._n == 0:
-            raise UserError("statistics of no samples")
-        return self._mean.copy()
-
-    @property
-    def cov(self) -> np.ndarray:
-        """(D, D) float64 unbiased covariance (ddof = 1)."""
-        if self._n < 2:
-            raise UserError(f"a covariance needs at least 2 samples, got {self.n}")
-        return self._m2 / (self._n - 1)
+from ganbench.features.stats import StreamingStats, check_finite
 
 
 def _check_stats(mu, sigma, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +23,8 @@ def _check_stats(mu, sigma, name: str) -> tuple[np.ndarray, np.ndarray]:
     sigma = np.asarray(sigma.detach().cpu() if hasattr(sigma, "detach") else sigma, dtype=np.float64)
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise UserError(f"{name}: need mu (D,) and sigma (D, D), got {mu.shape} and {sigma.shape}")
-    _check_finite(mu, f"{name} mean")
-    _check_finite(sigma, f"{name} covariance")
+    check_finite(mu, f"{name} mean")
+    check_finite(sigma, f"{name} covariance")
     # Row sums equal column sums for a symmetric matrix: a cheap (cache-friendly) screen for
     # something that is not a covariance; eigh and Cholesky would read one triangle silently.
     scale = np.abs(sigma).sum(axis=1).max(initial=0.0)

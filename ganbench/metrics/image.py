@@ -1,6 +1,6 @@
 """Image metrics: the math of ``ganbench.metrics`` on domain-classifier and Inception features.
 
-Three feature extractors feed them (see ``ganbench.domain`` and ``ganbench.inception``):
+Three feature extractors feed them (see ``ganbench.features.domain`` and ``ganbench.features.inception``):
 
 - ``domain`` (MNIST family, offline): features and class probabilities of the dataset's own
   classifier. ``fid_domain``, ``cs``, ``classes``, ``class_kl``, ``precision``, ``recall``,
@@ -18,17 +18,18 @@ compute it once per feature set.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable
 
 import numpy as np
 from scipy.special import xlogy
 
-from ganbench import domain, inception  # noqa: F401  (register the "domain", "stacked", "inception" extractors)
-from ganbench.domain import DomainFeatures, StackedLabels
 from ganbench.errors import UserError
-from ganbench.inception import InceptionSet
-from ganbench.metrics import Metric, register
+from ganbench.features import inception
+from ganbench.features.domain import DomainFeatures, StackedLabels
+from ganbench.features.inception import InceptionSet
+from ganbench.metrics.base import Metric, register
 from ganbench.metrics.frechet import fid as _fid
 from ganbench.metrics.inception_score import inception_score, inception_score_from_probs
 from ganbench.metrics.kernel import kid as _kid
@@ -143,7 +144,7 @@ def image_metrics(fake, real, extractor=None, *, is_splits: int = IS_SPLITS, kid
     """FID, IS (mean, std over splits) and KID (mean, std over subsets) of two image sets.
 
     ``fake`` and ``real`` are images in [-1, 1], (N, C, H, W), passed through ``extractor`` (an
-    ``InceptionFeatures``, default: ``ganbench.inception.extractor()``), or feature dicts it has
+    ``InceptionFeatures``, default: ``ganbench.features.inception.extractor()``), or feature dicts it has
     already returned ({"2048": ..., "logits_unbiased": ...}), so that one set can be reused. Two
     image sets must have the same size: both get resized by the network, but a difference in size
     is a difference in content that FID would report as one in quality.
@@ -163,36 +164,43 @@ def image_metrics(fake, real, extractor=None, *, is_splits: int = IS_SPLITS, kid
 # ----------------------------------------------------------------------------------------------
 # the records
 
-_D, _S, _I = NUM_FAKE_DOMAIN, NUM_FAKE_STACKED, NUM_FAKE_INCEPTION
+INF = math.inf
+_DOMAIN = dict(features="domain", num_fake=NUM_FAKE_DOMAIN)
+_STACKED = dict(features="stacked", num_fake=NUM_FAKE_STACKED, num_real=0)
+_INCEPTION = dict(features="inception", num_fake=NUM_FAKE_INCEPTION)
 _REAL = inception.NUM_REAL
 for _m in (
-    Metric("fid_domain", fid_domain, "domain", False, _D, WHOLE_SPLIT, 1,
-           "FID in the domain classifier's feature space (MNIST family)"),
-    Metric("cs", classifier_score, "domain", True, _D, 0, 1,
-           "classifier score: the Inception Score with the domain classifier, 10 splits"),
-    Metric("classes", classes_covered, "domain", True, _D, 0, 1, "classes predicted for at least one sample"),
-    Metric("class_kl", class_kl, "domain", False, _D, WHOLE_SPLIT, 1,
-           "KL(predicted class histogram || real label histogram), nats"),
-    Metric("precision", lambda f: _prdc(f).precision, "domain", True, _D, WHOLE_SPLIT, 1,
-           "improved precision, k = 3, domain features"),
-    Metric("recall", lambda f: _prdc(f).recall, "domain", True, _D, WHOLE_SPLIT, 1,
-           "improved recall, k = 3, domain features"),
-    Metric("density", lambda f: _prdc(f).density, "domain", True, _D, WHOLE_SPLIT, 1,
-           "density, k = 5, domain features"),
-    Metric("coverage", lambda f: _prdc(f).coverage, "domain", True, _D, WHOLE_SPLIT, 1,
-           "coverage, k = 5, domain features"),
-    Metric("fid_intra", fid_intra, "domain", False, _D, WHOLE_SPLIT, 1,
-           "intra-class FID (domain features), mean over classes; conditional generators only"),
-    Metric("sm_modes", stacked_modes, "stacked", True, _S, 0, 1, "Stacked MNIST: digit triples covered (of 1,000)"),
-    Metric("sm_kl", stacked_kl, "stacked", False, _S, 0, 1, "Stacked MNIST: KL(triple histogram || uniform), nats"),
-    Metric("fid", lambda f: fid_checked(f.fake, f.real), "inception", False, _I, _REAL, 1,
-           "FID, torch-fidelity InceptionV3 pool features"),
-    Metric("is", lambda f: _is(f).mean, "inception", True, _I, 0, 1, "Inception Score, mean over 10 splits"),
-    Metric("is_std", lambda f: _is(f).std, "inception", False, _I, 0, 1,
-           "Inception Score: standard deviation over the 10 splits (a spread, not a quality)"),
-    Metric("kid", lambda f: _kid_result(f).mean, "inception", False, _I, _REAL, 1,
-           "KID, mean over 100 subsets of 1,000"),
-    Metric("kid_std", lambda f: _kid_result(f).std, "inception", False, _I, _REAL, 1,
-           "KID: standard deviation over the 100 subsets (a spread, not a quality)"),
+    Metric(name="fid_domain", fn=fid_domain, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+           description="FID in the domain classifier's feature space (MNIST family)"),
+    Metric(name="cs", fn=classifier_score, higher_is_better=True, num_real=0, range=(1, INF), **_DOMAIN,
+           description="classifier score: the Inception Score with the domain classifier, 10 splits"),
+    Metric(name="classes", fn=classes_covered, higher_is_better=True, num_real=0, range=(0, INF), **_DOMAIN,
+           description="classes predicted for at least one sample"),
+    Metric(name="class_kl", fn=class_kl, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+           description="KL(predicted class histogram || real label histogram), nats"),
+    Metric(name="precision", fn=lambda f: _prdc(f).precision, higher_is_better=True, num_real=WHOLE_SPLIT,
+           range=(0, 1), **_DOMAIN, description="improved precision, k = 3, domain features"),
+    Metric(name="recall", fn=lambda f: _prdc(f).recall, higher_is_better=True, num_real=WHOLE_SPLIT,
+           range=(0, 1), **_DOMAIN, description="improved recall, k = 3, domain features"),
+    Metric(name="density", fn=lambda f: _prdc(f).density, higher_is_better=True, num_real=WHOLE_SPLIT,
+           range=(0, INF), **_DOMAIN, description="density, k = 5, domain features"),
+    Metric(name="coverage", fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=WHOLE_SPLIT,
+           range=(0, 1), **_DOMAIN, description="coverage, k = 5, domain features"),
+    Metric(name="fid_intra", fn=fid_intra, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+           description="intra-class FID (domain features), mean over classes; conditional generators only"),
+    Metric(name="sm_modes", fn=stacked_modes, higher_is_better=True, range=(0, STACKED_MODES), **_STACKED,
+           description="Stacked MNIST: digit triples covered (of 1,000)"),
+    Metric(name="sm_kl", fn=stacked_kl, higher_is_better=False, range=(0, math.log(STACKED_MODES)), **_STACKED,
+           description="Stacked MNIST: KL(triple histogram || uniform), nats"),
+    Metric(name="fid", fn=lambda f: fid_checked(f.fake, f.real), higher_is_better=False, num_real=_REAL,
+           range=(0, INF), **_INCEPTION, description="FID, torch-fidelity InceptionV3 pool features"),
+    Metric(name="is", fn=lambda f: _is(f).mean, higher_is_better=True, num_real=0, range=(1, INF), **_INCEPTION,
+           description="Inception Score, mean over 10 splits"),
+    Metric(name="is_std", fn=lambda f: _is(f).std, higher_is_better=False, num_real=0, range=(0, INF), **_INCEPTION,
+           description="Inception Score: standard deviation over the 10 splits (a spread, not a quality)"),
+    Metric(name="kid", fn=lambda f: _kid_result(f).mean, higher_is_better=False, num_real=_REAL, **_INCEPTION,
+           description="KID, mean over 100 subsets of 1,000"),
+    Metric(name="kid_std", fn=lambda f: _kid_result(f).std, higher_is_better=False, num_real=_REAL, range=(0, INF),
+           **_INCEPTION, description="KID: standard deviation over the 100 subsets (a spread, not a quality)"),
 ):
     register(_m)

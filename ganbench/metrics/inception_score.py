@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import log_softmax, xlogy
 
 from ganbench.errors import UserError
-from ganbench.metrics.frechet import as_features
+from ganbench.features.stats import as_features
 
 SPLITS = 10  # torch-fidelity's defaults
 SEED = 2020

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ganbench.errors import UserError
-from ganbench.metrics.frechet import as_features
+from ganbench.features.stats import as_features
 
 SUBSETS = 100  # torch-fidelity's defaults
 SUBSET_SIZE = 1000

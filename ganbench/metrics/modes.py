@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ganbench.features import ModeAssignment
-from ganbench.metrics import Metric, register
+from ganbench.features.mode2d import ModeAssignment
+from ganbench.metrics.base import Metric, register
 
 NUM_POINTS = 2500
 
@@ -41,9 +41,10 @@ def kl_to_uniform(a: ModeAssignment) -> float:
     return float(np.sum(p * np.log(p * a.num_modes)))
 
 
-for _name, _fn, _up, _text in (
-    ("modes", modes_covered, True, "modes with at least one high-quality point (2-D mixtures)"),
-    ("hq", high_quality_fraction, True, "fraction of points within 3 sigma of a mode (2-D mixtures)"),
-    ("kl", kl_to_uniform, False, "KL(high-quality mode histogram || uniform), nats (2-D mixtures)"),
-):
-    register(Metric(_name, _fn, "mode2d", _up, NUM_POINTS, 0, 1, _text))
+_MODE2D = dict(features="mode2d", num_fake=NUM_POINTS, num_real=0)
+register(Metric(name="modes", fn=modes_covered, higher_is_better=True, range=(0, math.inf), **_MODE2D,
+                description="modes with at least one high-quality point (2-D mixtures)"))
+register(Metric(name="hq", fn=high_quality_fraction, higher_is_better=True, range=(0, 1), **_MODE2D,
+                description="fraction of points within 3 sigma of a mode (2-D mixtures)"))
+register(Metric(name="kl", fn=kl_to_uniform, higher_is_better=False, range=(0, math.inf), **_MODE2D,
+                description="KL(high-quality mode histogram || uniform), nats (2-D mixtures)"))

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ganbench.errors import UserError
-from ganbench.metrics.frechet import as_features
+from ganbench.features.stats import as_features
 
 K_PR = 3  # Kynkäänniemi et al. 2019
 K_DC = 5  # Naeem et al. 2020

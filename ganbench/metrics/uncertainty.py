@@ -18,8 +18,10 @@ import numpy as np
 from scipy.stats import norm
 
 from ganbench.errors import UserError
-from ganbench.metrics.frechet import FrechetReference, StreamingStats, as_features
-from ganbench.metrics.kernel import SEED as KID_SEED, SUBSET_SIZE, SUBSETS, mmd2_subsets, subset_draws
+from ganbench.features.stats import StreamingStats, as_features
+from ganbench.metrics.frechet import FrechetReference
+from ganbench.metrics.kernel import SEED as KID_SEED
+from ganbench.metrics.kernel import SUBSET_SIZE, SUBSETS, mmd2_subsets, subset_draws
 
 RESAMPLES = 100
 CONFIDENCE = 0.95

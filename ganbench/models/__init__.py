@@ -1,47 +1,16 @@
 """Models: ``MODELS`` maps a name to a factory ``fn(cfg, dataset) -> (generator, discriminator)``.
 
-A generator maps latents (B, cfg.z_dim) to samples (B, *dataset.shape); a discriminator maps
-samples to logits (B,). A class-conditional pair sets ``conditional = True`` on the generator; then
-the generator is called as ``g(z, labels)`` and the discriminator as ``d(x, labels)``, labels (B,)
-int64. Models hold architecture only: losses and training live elsewhere.
+The registry and the architecture options are in ``base``; one file per model family: ``mlp``,
+``dcgan``, ``cdcgan``, ``sngan``, ``small_dcgan``, with shared layers in ``blocks``.
 """
 
 from __future__ import annotations
 
-from ganbench.config import ADDED
-from ganbench.errors import UserError
-from ganbench.registry import Registry
-
-MODELS = Registry("model")
-
-
-# Architecture fields of RunConfig, and which of them each built-in model reads. A built-in model
-# given a field it does not read is refused; a plug-in model reads what it reads.
-ARCH_FIELDS = ("activation", "init", "init_gain", "g_batch_norm", "d_width", "d_depth", "maxout", "pack")
-BUILTIN_OPTIONS = {
-    "mlp": set(ARCH_FIELDS),
-    "dcgan": {"d_width", "pack"},
-    "cdcgan": set(),
-    "sngan": set(),
-    "small-dcgan": {"d_width", "pack"},
-}
-
-
-def check_options(cfg) -> None:
-    """A UserError when ``cfg`` sets an architecture field that its built-in model does not read."""
-    reads = BUILTIN_OPTIONS.get(cfg.model)
-    if reads is None:
-        return
-    for name in ARCH_FIELDS:
-        if getattr(cfg, name) != ADDED[name] and name not in reads:
-            which = ", ".join(sorted(reads)) or "none"
-            raise UserError(f"model {cfg.model!r} has no option {name!r} (its options: {which})")
-
-
-def is_conditional(g) -> bool:
-    """Conditional generators take ``(z, labels)``; their discriminators take ``(x, labels)``."""
-    return bool(getattr(g, "conditional", False))
-
-
-from ganbench.models import mlp  # noqa: E402,F401  (registers the built-in models)
-from ganbench.models import cdcgan, dcgan, small_dcgan, sngan  # noqa: E402,F401  (the image models)
+from ganbench.models.base import (  # noqa: F401
+    ARCH_FIELDS,
+    BUILTIN_OPTIONS,
+    MODELS,
+    check_options,
+    is_conditional,
+)
+from ganbench.models import mlp, cdcgan, dcgan, small_dcgan, sngan  # noqa: F401,I001  (register the built-in models, in this order)

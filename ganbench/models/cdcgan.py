@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ganbench.errors import UserError
-from ganbench.models import MODELS
+from ganbench.models.base import MODELS
 from ganbench.models.blocks import image_size, weight_layer
 from ganbench.models.dcgan import FIRST_SIDE, DCGANDiscriminator, DCGANGenerator
 

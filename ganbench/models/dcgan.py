@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganbench.models import MODELS
+from ganbench.models.base import MODELS
 from ganbench.models.blocks import INIT_STD, Packed, image_size, to_image, weight_layer
 
 FIRST_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side s0 of the smallest feature map

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganbench.models import MODELS
+from ganbench.models.base import MODELS
 from ganbench.models.blocks import Packed
 
 LEAK = 0.2  # LeakyReLU slope

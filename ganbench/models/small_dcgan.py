@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganbench.models import MODELS
+from ganbench.models.base import MODELS
 from ganbench.models.blocks import Packed, image_size, to_image, weight_layer
 
 LEAK = 0.3  # LeakyReLU slope of D in the reference code

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganbench.models import MODELS
+from ganbench.models.base import MODELS
 from ganbench.models.blocks import image_size, to_image, weight_layer
 
 SIDES = (28, 32, 48, 64)

@@ -25,7 +25,7 @@ import warnings
 import pytest
 import torch
 
-from ganbench import inception
+from ganbench.features import inception
 from ganbench.metrics.frechet import fid
 
 BATCH = 64
@@ -81,7 +81,7 @@ def test_inception_feature_throughput(benchmark, inception_weights, make):
 PEAK_SCRIPT = textwrap.dedent("""
     import json, sys, tracemalloc
     import numpy as np
-    from ganbench.metrics.frechet import StreamingStats
+    from ganbench.features.stats import StreamingStats
 
     dim, way, sizes = int(sys.argv[1]), sys.argv[2], [int(a) for a in sys.argv[3:]]
 

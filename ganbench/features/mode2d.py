@@ -1,8 +1,7 @@
-"""Feature extractors: samples -> the arrays a metric is computed on.
+"""``mode2d``: each 2-D point assigned to its nearest mode of a Gaussian mixture (ring8, grid25).
 
-``FEATURES`` maps a name to ``fn(samples, dataset) -> features``. Extraction is kept apart from the
-metric math so that each set of features is computed once per evaluation and shared by every
-metric that reads it.
+The features of the mode-coverage metrics (``ganbench.metrics.modes``): the mode index of every
+point and its distance to that mode in units of the mixture's sigma.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import numpy as np
 import torch
 
 from ganbench.errors import UserError
-from ganbench.registry import Registry
-
-FEATURES = Registry("feature extractor")
+from ganbench.features.base import FeatureExtractor, register
 
 HQ_RADIUS = 3.0  # a point is high quality when it lies within 3 sigma of its nearest mode
 
@@ -32,7 +29,6 @@ class ModeAssignment:
         return self.dist < HQ_RADIUS
 
 
-@FEATURES.register("mode2d")
 def mode_assignment(samples: torch.Tensor, dataset) -> ModeAssignment:
     """Nearest mode centre of each 2-D point and its distance in sigma units."""
     means = getattr(dataset, "means", None)
@@ -44,3 +40,15 @@ def mode_assignment(samples: torch.Tensor, dataset) -> ModeAssignment:
     dist = torch.cdist(x, means.to(torch.float64), compute_mode="donot_use_mm_for_euclid_dist")  # (N, K)
     nearest, idx = dist.min(dim=1)
     return ModeAssignment(idx.numpy(), (nearest / dataset.sigma).numpy(), len(means))
+
+
+def _mixture_only(dataset) -> str | None:
+    if getattr(dataset, "means", None) is None:
+        return f"applies to 2-D Gaussian mixtures (ring8, grid25, ...), not to dataset {dataset.name!r}"
+    return None
+
+
+register(FeatureExtractor(
+    name="mode2d", extract=mode_assignment, inputs="points", accepts=_mixture_only,
+    description="nearest mode centre of each 2-D point and its distance in sigma units",
+))

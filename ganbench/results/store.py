@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import platform
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -34,49 +33,6 @@ except ImportError:  # pragma: no cover - Windows: appends rely on O_APPEND alon
     fcntl = None
 
 RESULTS = "results.jsonl"
-SCHEMA = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with_suppressed(os.unlink, tmp)
-        raise
-
-
-def _temporary(path: Path) -> tuple[int, str]:
-    """A new hidden file beside ``path``, with the mode ``open()`` would give it (0666 minus the
-    umask, applied by the kernel; ``mkstemp`` would make it 0600)."""
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {path}")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def with_suppressed(fn, *args) -> None:
-    try:
-        fn(*args)
-    except OSError:
-        pass
 
 
 def append_rows(out: Path, rows: list[dict]) -> None:

@@ -10,21 +10,44 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
+import torch
 
 import ganbench
+from ganbench.data import DATASETS
 from ganbench.errors import UserError
-from ganbench.store import atomic_write_bytes, atomic_write_text, load_results
-from ganbench import published
-from ganbench.tables import (comparison_tables, final_rows, legend_lines, md_escape, metric_column, published_table,
-                             suites_of, summarize, to_html, to_markdown)
+from ganbench.evaluate import generate
+from ganbench.io import atomic_write_bytes, atomic_write_text
+from ganbench.models import is_conditional
+from ganbench.registry import Registry
+from ganbench.results import published
+from ganbench.results.formats import md_escape, to_html, to_markdown
+from ganbench.results.plots import (
+    COLORS,
+    GRID,
+    bars_figure,
+    curves_figure,
+    grid_png,
+    png_bytes,
+)
+from ganbench.results.store import load_results
+from ganbench.results.tables import (
+    comparison_tables,
+    final_rows,
+    legend_lines,
+    metric_column,
+    published_table,
+    suites_of,
+    summarize,
+)
+from ganbench.samples import load_generator
 
 LOSSES = ["d_loss", "g_loss"]
 
@@ -52,17 +75,15 @@ def write_report(out: Path, path: Path, fmt: str | None = None, baseline: str | 
                  rows: pd.DataFrame | None = None) -> Path:
     """Build the report of results folder ``out`` and write it to ``path`` (HTML or Markdown).
     ``rows``: a selection of the folder's rows to report on (default: all of them)."""
-    fmt = fmt or ("md" if Path(path).suffix.lower() in (".md", ".markdown") else "html")
-    if fmt not in ("html", "md"):
-        raise UserError(f"unknown report format {fmt!r} (use html or md)")
+    suffix = Path(path).suffix.lower()
+    fmt = fmt or next((f.name for f in REPORT_FORMATS.values() if suffix in f.suffixes), "html")
+    if fmt not in REPORT_FORMATS:
+        raise UserError(f"unknown report format {fmt!r} (use {' or '.join(REPORT_FORMATS)})")
     if Path(path).is_dir():
         raise UserError(f"-o {path} is a folder; give a file name")
     report = build_report(out, baseline, title, notes, rows)
     try:
-        if fmt == "html":
-            atomic_write_text(Path(path), render_html(report))
-        else:
-            atomic_write_text(Path(path), render_markdown(report, Path(path)))
+        atomic_write_text(Path(path), REPORT_FORMATS[fmt].render(report, Path(path)))
     except OSError as e:
         raise UserError(f"cannot write report {path}: {e.strerror or e}") from None
     return Path(path)
@@ -120,8 +141,6 @@ def _published(r: Report, df: pd.DataFrame, papers: list) -> None:
 
 
 def _colors(final: pd.DataFrame) -> dict:
-    from ganbench.plots import COLORS
-
     return {label: COLORS[i % len(COLORS)] for i, label in enumerate(dict.fromkeys(final["label"]))}
 
 
@@ -141,8 +160,6 @@ def _detail(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figure(r: Report, fig, alt: str, name: str) -> None:
-    from ganbench.plots import png_bytes
-
     r.add("img", alt, png=png_bytes(fig), name=name)
 
 
@@ -151,8 +168,6 @@ def _slug(*parts) -> str:
 
 
 def _bars(r: Report, s: pd.DataFrame, colors: dict) -> None:
-    from ganbench.plots import bars_figure
-
     r.add("h2", "Main metrics with 95% intervals")
     s = s.assign(column=metric_column(s["metric"], s["higher_is_better"]))
     multi = s.groupby(["dataset", "metric"])["protocol_id"].transform("nunique") > 1
@@ -168,8 +183,6 @@ def _band(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors: dict) -> None:
-    from ganbench.plots import curves_figure
-
     r.add("h2", "Training curves")
     r.add("p", "Lines: mean over seeds; bands: from the lowest to the highest seed. Metric curves come from the "
                "evaluations during training (eval_every) and the final one; losses from each run's history.csv.")
@@ -226,35 +239,18 @@ def _samples(r: Report, final: pd.DataFrame, out: Path) -> None:
             r.add("p", f"No samples for {caption}: the run folder has neither samples.png nor generator.pt")
 
 
-def _grid(path: Path, n: int = 64) -> bytes:
-    """A grid of ``n`` images from a saved generator (empty when there is none; 2-D data has its scatter)."""
+def _grid(path: Path, n: int = GRID) -> bytes:
+    """A grid of ``n`` images from a saved generator, for run folders written before runs saved their
+    own ``samples.png`` (empty when there is none)."""
     if not path.is_file():
         return b""
-    import torch
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    from ganbench.evaluate import generate
-    from ganbench.models import is_conditional
-    from ganbench.samples import load_generator
 
     g, cfg, _ = load_generator(path)
     num_classes = 0
     if is_conditional(g):  # balanced class labels, as in the evaluation
-        from ganbench.data import DATASETS
-
         num_classes = DATASETS[cfg.dataset](cfg).num_classes
     x = generate(g, n, cfg.z_dim, cfg.eval_seed, torch.device("cpu"), num_classes=num_classes)
-    if x.dim() != 4:
-        return b""
-    grid = make_grid(x.clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), padding=2)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-    if img.width < 400:  # small images: enlarge without smoothing so pixels stay visible
-        img = img.resize((img.width * 2, img.height * 2), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return grid_png(x) if x.dim() == 4 else b""
 
 
 def _seed_ranges(seeds) -> str:
@@ -371,3 +367,28 @@ def _md_text(text: str) -> str:
     """Paragraph text with HTML and Markdown's own markup characters neutralised."""
     text = md_escape(text, quote=False)
     return "\\" + text if text.startswith(("#", "-", "+", ">")) else text
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportFormat:
+    """How a ``Report`` becomes a file: ``render(report, path)`` -> text (``path``: where it goes, for
+    files written beside it); ``suffixes``: file names that choose this format by default."""
+
+    name: str
+    render: Callable[[Report, Path], str]
+    suffixes: tuple[str, ...]
+    description: str
+
+
+REPORT_FORMATS = Registry("report format", ReportFormat)
+
+
+def register(fmt: ReportFormat) -> ReportFormat:
+    """Add ``fmt`` to ``REPORT_FORMATS`` under its name."""
+    return REPORT_FORMATS.register(fmt.name, fmt)
+
+
+register(ReportFormat(name="html", render=lambda report, path: render_html(report), suffixes=(".html", ".htm"),
+                      description="one self-contained HTML page (figures inlined)"))
+register(ReportFormat(name="md", render=render_markdown, suffixes=(".md", ".markdown"),
+                      description="Markdown, with the figures as PNG files in a folder beside it"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ganbench.errors import UserError
+from ganbench.results.plots import scatter_figure
 
 GRID = 64  # samples in an image grid
 
@@ -56,8 +57,6 @@ class TensorBoardLogger:
             grid = make_grid(samples[:GRID].clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1))
             self.writer.add_image("samples", grid, step)
         elif samples.dim() == 2 and samples.shape[1] == 2 and hasattr(dataset, "means"):
-            from ganbench.plots import scatter_figure
-
             self.writer.add_figure("samples", scatter_figure(samples[:2500], dataset, f"step {step}"), step)
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Domain features for MNIST-family data (digits, mnist, fashion-mnist, stacked-mnist), offline.
 
 The extractor ``domain`` passes generated images through the dataset's own classifier
-(``ganbench.classifier``) and pairs them with the same features of the real reference split
+(``ganbench.features.classifier``) and pairs them with the same features of the real reference split
 (cached by content hash). Metrics on it: ``fid_domain``, ``cs`` (classifier score, the Inception
 Score analogue), ``classes`` and ``class_kl`` (class coverage), ``precision``/``recall`` and
 ``density``/``coverage``. The extractor ``stacked`` labels each channel of a Stacked MNIST image
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from ganbench import distributed
-from ganbench.cache import cached_arrays, tensor_digest
-from ganbench.classifier import TrainedClassifier, get_classifier
 from ganbench.errors import UserError
-from ganbench.features import FEATURES
-from ganbench.inception import check_same_size
+from ganbench.features.base import FeatureExtractor, register
+from ganbench.features.cache import cached_arrays, tensor_digest
+from ganbench.features.classifier import TrainedClassifier, get_classifier
+from ganbench.features.inception import check_same_size
 
 FAMILIES = ("digits", "mnist", "fashion-mnist")  # datasets with a classifier of their own
 
@@ -36,13 +36,27 @@ class DomainFeatures:
     memo: dict = field(default_factory=dict, repr=False, compare=False)  # results shared by several metrics
 
 
+def classifier_split(dataset) -> str:
+    """The split the classifier trains on: the one the GAN trains on (``dataset.split``), which is
+    the train split unless ``data_path`` named the test split's images file on purpose."""
+    return getattr(dataset, "split", "train")
+
+
 def _digit_source(dataset):
-    """(name, train split, test split) of the single-digit data behind a dataset."""
+    """(name, classifier training split, test split) of the single-digit data behind a dataset."""
+    split = classifier_split(dataset)
     if dataset.name == "stacked-mnist":
-        return "mnist", dataset.mnist_images("train"), dataset.mnist_images("test")
+        return "mnist", dataset.mnist_images(split), dataset.mnist_images("test")
     if dataset.name not in FAMILIES:
         raise UserError(f"domain metrics need one of {', '.join(FAMILIES)} or stacked-mnist, not {dataset.name!r}")
-    return dataset.name, dataset.real_images("train"), dataset.real_images("test")
+    return dataset.name, dataset.real_images(split), dataset.real_images("test")
+
+
+def _split_provenance(dataset) -> dict:
+    """A classifier trained on another split than train says so in every row (its "test accuracy"
+    is then measured on the images it was trained on); the usual case adds nothing."""
+    split = classifier_split(dataset)
+    return {} if split == "train" else {"classifier_train_split": split}
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,14 +91,21 @@ def _reference(dataset) -> dict[str, np.ndarray]:
     in memory, so that evaluations during training neither hash the split nor read the file again)."""
     clf = classifier_for(dataset)
     split, images, labels = _reference_split(dataset)
-    doc = {"kind": "domain-reference", "extractor": "domain", "classifier": clf.key, "dataset": dataset.name,
-           "split": split, "n": len(images), "data": tensor_digest(images, labels), "preprocessing": PREPROCESSING}
+    doc = cache_key(dataset)
 
     def compute():
         feats, _ = features_and_probs(clf, images)
         return {"features": feats.numpy(), "labels": labels.numpy()}
 
     return cached_arrays("reference", doc, compute)
+
+
+def cache_key(dataset) -> dict:
+    """The document that names the reference split's domain features (their on-disk cache key)."""
+    split, images, labels = _reference_split(dataset)
+    return {"kind": "domain-reference", "extractor": "domain", "classifier": classifier_for(dataset).key,
+            "dataset": dataset.name, "split": split, "n": len(images), "data": tensor_digest(images, labels),
+            "preprocessing": PREPROCESSING}
 
 
 BATCH = 500  # images per classifier call
@@ -100,10 +121,10 @@ def provenance(dataset) -> dict:
     """What a row on domain features must record: classifier hash and accuracy, reference size."""
     clf = classifier_for(dataset)
     split, images, _ = _reference_split(dataset)
-    return {"extractor": "domain", **clf.provenance, "reference_split": split, "num_real": len(images)}
+    return {"extractor": "domain", **clf.provenance, **_split_provenance(dataset), "reference_split": split,
+            "num_real": len(images)}
 
 
-@FEATURES.register("domain")
 def domain_features(samples: torch.Tensor, dataset) -> DomainFeatures:
     """Classifier features and class probabilities of generated single-channel digit images."""
     if samples.dim() != 4 or samples.shape[1] != 1:
@@ -115,7 +136,10 @@ def domain_features(samples: torch.Tensor, dataset) -> DomainFeatures:
     return DomainFeatures(feats.numpy(), probs.numpy(), ref["features"], ref["labels"], clf.num_classes)
 
 
-domain_features.provenance = provenance
+register(FeatureExtractor(
+    name="domain", extract=domain_features, inputs="images", provenance=provenance, cache_key=cache_key,
+    description="the dataset's own digit classifier: 128-d features and class probabilities",
+))
 
 
 @dataclass(frozen=True)
@@ -123,7 +147,6 @@ class StackedLabels:
     triples: np.ndarray  # (N,) int64: 100 * d0 + 10 * d1 + d2 as the classifier reads the channels
 
 
-@FEATURES.register("stacked")
 def stacked_labels(samples: torch.Tensor, dataset) -> StackedLabels:
     """Each of the three channels classified as a digit by the MNIST classifier."""
     if samples.dim() != 4 or samples.shape[1] != 3:
@@ -136,7 +159,10 @@ def stacked_labels(samples: torch.Tensor, dataset) -> StackedLabels:
 
 
 def stacked_provenance(dataset) -> dict:
-    return {"extractor": "stacked", **classifier_for(dataset).provenance}
+    return {"extractor": "stacked", **classifier_for(dataset).provenance, **_split_provenance(dataset)}
 
 
-stacked_labels.provenance = stacked_provenance
+register(FeatureExtractor(
+    name="stacked", extract=stacked_labels, inputs="images", provenance=stacked_provenance,
+    description="Stacked MNIST: each of the three channels read as a digit by the MNIST classifier",
+))

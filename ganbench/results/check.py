@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from ganbench.errors import UserError
-from ganbench.store import atomic_write_json
-from ganbench.tables import summarize
+from ganbench.io import atomic_write_json
+from ganbench.results.formats import to_markdown
+from ganbench.results.tables import summarize
 
 KEYS = ["dataset", "label", "metric", "protocol_id"]
 
@@ -160,8 +161,6 @@ def _num(v):
 
 def verdict_text(verdicts: pd.DataFrame, notes: list[str] = ()) -> str:
     """The verdict table as Markdown, with a closing line: ``ok: N comparisons`` or the regressions."""
-    from ganbench.tables import to_markdown
-
     fmt = lambda v: "—" if v is None or pd.isna(v) else f"{v + 0.0:.4g}"  # noqa: E731  (no "-0")
     table = pd.DataFrame({
         "dataset": verdicts["dataset"], "setting": verdicts["label"], "metric": verdicts["metric"],

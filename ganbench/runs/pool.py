@@ -1,4 +1,5 @@
-"""Many runs at once: a local pool of processes (``--jobs N``) or one Ray task per run (``--executor ray``).
+"""Many runs at once: a local pool of processes (``--jobs N``); ``ganbench.runs.ray`` sends the same
+jobs to Ray (``--executor ray``), one task per run.
 
 A worker trains and evaluates whole runs and returns each run's rows to the driver (the
 ``ganbench run`` process), which alone appends them to ``results.jsonl``, one run per write, as the
@@ -21,7 +22,6 @@ Checkpoints of a failed run stay where the run ran: on a Ray cluster without a s
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -35,9 +35,12 @@ import torch
 from ganbench.checkpoint import NAME, PREVIOUS
 from ganbench.config import RunConfig
 from ganbench.errors import UserError, one_line
+from ganbench.io import atomic_write_bytes
+from ganbench.plugins import load_entry_points, load_plugin
+from ganbench.runs.one import Outcome, RunOptions, failed, run_guarded
+from ganbench.seeding import resolve_device, set_deterministic
 
 EXECUTORS = ("local", "ray")
-RAY_HINT = "pip install 'ganbench[ray]'"
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,6 @@ class Executor:
         return self.kind == "ray" or self.jobs > 1
 
 
-def require_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_HINT}") from None
-    return ray
-
-
 @dataclass(frozen=True)
 class Job:
     """One run, as sent to a worker (plain data: it crosses process and machine boundaries)."""
@@ -90,9 +85,7 @@ class Job:
     plugins: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # the driver's GANBENCH_* variables (weights files, data roots)
     collect: bool  # send the run folder's files back with the rows
-    resume: bool
-    checkpoint_every: int
-    tensorboard: bool
+    options: RunOptions
 
 
 def execute(job: Job) -> tuple[str, object, dict[str, bytes]]:
@@ -100,10 +93,6 @@ def execute(job: Job) -> tuple[str, object, dict[str, bytes]]:
 
     Any other exception is caught by ``run_guarded`` and comes back as a failed Outcome.
     """
-    from ganbench.executors import run_guarded
-    from ganbench.plugins import load_entry_points, load_plugin
-    from ganbench.seeding import resolve_device, set_deterministic
-
     try:
         os.environ.update(dict(job.env))
         if job.threads:
@@ -116,8 +105,7 @@ def execute(job: Job) -> tuple[str, object, dict[str, bytes]]:
         device = resolve_device(job.device)
         set_deterministic(device)
         cfg = RunConfig.from_dict(job.config)
-        o = run_guarded(job.label, cfg, job.suite, Path(job.out), device, progress=False, resume=job.resume,
-                        checkpoint_every=job.checkpoint_every, tensorboard=job.tensorboard)
+        o = run_guarded(job.label, cfg, job.suite, Path(job.out), device, job.options, progress=False)
     except UserError as e:
         return "user", str(e), {}
     collect = job.collect and (Path(job.out) / "runs" / cfg.run_id).is_dir()  # a run may fail before its folder
@@ -152,8 +140,6 @@ def _run_files(out: Path, run_id: str) -> dict[str, bytes]:
 
 def _write_missing(out: Path, run_id: str, files: dict[str, bytes]) -> None:
     """Write the run files the driver does not already have (a worker on another machine)."""
-    from ganbench.store import atomic_write_bytes
-
     folder = out / "runs" / run_id
     for name, data in files.items():
         path = folder / name
@@ -161,31 +147,30 @@ def _write_missing(out: Path, run_id: str, files: dict[str, bytes]) -> None:
             atomic_write_bytes(path, data)
 
 
-def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: torch.device, ex: Executor,
-                 resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False) -> Iterator:
-    """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
-    from ganbench.executors import failed
-
-    out = Path(out).resolve()
+def make_job(label: str, cfg: RunConfig, suite: str, out: Path, device_name: str, threads: int, collect: bool,
+             ex: Executor, options: RunOptions) -> Job:
+    """The job of one run, with what the driver passes on: its GANBENCH_* variables and BLAS threads."""
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GANBENCH_")))
-    blas = blas_threads()
+    return Job(label, cfg.to_dict(), suite, str(out), device_name, threads, blas_threads(), ex.plugins, env, collect,
+               options)
 
-    def job(label, cfg, device_name, threads, collect):
-        return Job(label, cfg.to_dict(), suite, str(out), device_name, threads, blas, ex.plugins, env, collect,
-                   resume, checkpoint_every, tensorboard)
 
-    def outcome(label, cfg, result):
-        kind, payload, files = result
-        if kind == "user":
-            raise UserError(payload)
-        if files:
-            _write_missing(out, cfg.run_id, files)
-        return payload
+def outcome(out: Path, cfg: RunConfig, result) -> Outcome:
+    """A worker's result as an Outcome (its run folder's files written where missing); a UserError
+    in the run raises here."""
+    kind, payload, files = result
+    if kind == "user":
+        raise UserError(payload)
+    if files:
+        _write_missing(out, cfg.run_id, files)
+    return payload
 
-    if ex.kind == "ray":
-        yield from _ray(todo, job, outcome, failed, one_line, suite, device, ex)
-        return
-    threads = ex.threads or max(1, _cores() // ex.jobs)
+
+def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: torch.device, ex: Executor,
+                 options: RunOptions = RunOptions()) -> Iterator[Outcome]:
+    """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
+    out = Path(out).resolve()
+    threads = ex.threads or max(1, cores() // ex.jobs)
     spawn = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=spawn)
     pending: dict = {}
@@ -193,7 +178,8 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
     broken = False
 
     def submit(label, cfg):
-        pending[pool.submit(execute, job(label, cfg, str(device), threads, False))] = (label, cfg, not broken_once)
+        job = make_job(label, cfg, suite, out, str(device), threads, False, ex, options)
+        pending[pool.submit(execute, job)] = (label, cfg, not broken_once)
 
     broken_once = False
     try:
@@ -225,10 +211,10 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
                 if result[0] == "user":  # stops the suite, once the runs already finished are recorded
                     mistake = mistake or result[1]
                     continue
-                yield outcome(label, cfg, result)
+                yield outcome(out, cfg, result)
             if mistake is not None:
                 done = [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]
-                yield from _record_then_stop(mistake, [(*pending.pop(f)[:2], f.result()) for f in done], outcome)
+                yield from record_then_stop(mistake, [(*pending.pop(f)[:2], f.result()) for f in done], out)
     except BaseException:  # a mistake in a run (UserError), Ctrl-C, or the caller stopped: stop the workers now
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
@@ -237,104 +223,17 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
     pool.shutdown(wait=True)
 
 
-def _record_then_stop(mistake: str, finished, outcome) -> Iterator:
+def record_then_stop(mistake: str, finished, out: Path) -> Iterator[Outcome]:
     """The outcomes of the runs that finished, ``(label, cfg, result)``, while a run's mistake was
     being handled; then the mistake, which stops the suite."""
     for label, cfg, result in finished:
         if result[0] == "done":
-            yield outcome(label, cfg, result)
+            yield outcome(out, cfg, result)
     raise UserError(mistake)
 
 
-def _cores() -> int:
+def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def start_ray(address: str | None = None) -> bool:
-    """Connect to ``address`` (or $RAY_ADDRESS), else start a private Ray on the loopback interface.
-
-    Returns whether this call started (or connected) Ray, i.e. whether the caller should shut it down.
-    """
-    ray = require_ray()
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-report prompt or upload
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
-    try:
-        if address:
-            _reachable(address)
-            ray.init(address=address, **quiet)
-        else:
-            # Ray starts its workers at niceness 15; a private Ray's runs get the priority a
-            # sequential run would have, or any other busy process on the machine starves them.
-            os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                     num_cpus=_cores(), **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UserError(f"could not start or reach Ray{f' at {address}' if address else ''}: {one_line(e)}") from None
-    return True
-
-
-def _reachable(address: str, timeout: float = 5.0) -> None:
-    """A cluster address that does not answer is a one-line error at once (Ray itself retries for
-    minutes). ``auto`` and ``ray://`` addresses are left to Ray."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    if address == "auto" or "://" in address or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise UserError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
-
-
-def _ray(todo, job, outcome, failed, one_line, suite, device, ex: Executor) -> Iterator:
-    ray = require_ray()
-    started = start_ray(ex.ray_address)
-    refs = {}
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and ex.device != "cpu"
-        if ex.device.startswith("cuda") and not gpus:
-            raise UserError(f"--device {ex.device}: the Ray cluster has no GPUs")
-        task = ray.remote(max_retries=0)(execute)
-        # A GPU task sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
-        threads = ex.threads or 1
-        widest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-        if threads > widest:  # such a task could never be scheduled: Ray would wait forever
-            raise UserError(f"--threads {threads}: no node of the Ray cluster has that many CPUs (largest: {widest:g})")
-        opts = dict(num_gpus=1, num_cpus=threads) if gpus else dict(num_cpus=threads)
-        for label, cfg in todo:
-            ref = task.options(**opts).remote(job(label, cfg, "cuda" if gpus else "cpu", threads, True))
-            refs[ref] = (label, cfg)
-        while refs:
-            finished, _ = ray.wait(list(refs), num_returns=1)
-            for ref in finished:
-                label, cfg = refs.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - the task's process or node died
-                    result = ("done", failed(label, cfg, suite, device, f"Ray task died: {one_line(e)}"), {})
-                if result[0] == "user":  # stops the suite, once the tasks already finished are recorded
-                    done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0) if refs else ([], [])
-                    yield from _record_then_stop(result[1], _ray_results(ray, refs, done), outcome)
-                yield outcome(label, cfg, result)
-    finally:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
-
-
-def _ray_results(ray, refs: dict, done: list) -> Iterator:
-    """(label, cfg, result) of the finished tasks ``done``; a task that died has nothing to record."""
-    for ref in done:
-        label, cfg = refs.pop(ref)
-        try:
-            yield label, cfg, ray.get(ref)
-        except Exception:  # noqa: BLE001 - its process or node died
-            continue

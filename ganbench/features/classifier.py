@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbench.cache import cache_dir, tensor_digest
 from ganbench.errors import UserError
+from ganbench.features.cache import cache_dir, tensor_digest
+from ganbench.io import atomic_write_bytes, atomic_write_json
 from ganbench.seeding import make_generator, seeded_init
 
 VERSION = 1  # bump when the architecture or the recipe changes: invalidates every cached classifier
@@ -113,8 +114,6 @@ def accuracy(clf: TrainedClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
 def get_classifier(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
                    num_classes: int) -> TrainedClassifier:
     """The classifier for a dataset, from the cache or trained now (and cached atomically)."""
-    from ganbench.store import atomic_write_bytes, atomic_write_json
-
     (train_x, train_y), (test_x, test_y) = train, test
     if train_x.dim() != 4 or train_x.shape[1] != 1:
         raise UserError(f"the domain classifier needs single-channel images, got {tuple(train_x.shape)}")

@@ -1,12 +1,11 @@
-"""Running suites: validate everything first, then train and evaluate each run, then append rows.
+"""One run: train and evaluate a config, write its folder, and return (or append) its rows.
 
 Each run's rows are appended in one write after the run ends, so ``results.jsonl`` only ever holds
-complete runs; a run whose final rows are already there is skipped.
+complete runs. ``evaluate_samples`` does the same for samples made elsewhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -20,21 +19,40 @@ from tqdm.auto import tqdm
 
 from ganbench import distributed
 from ganbench.checkpoint import NAME, PREVIOUS, Checkpointer
-from ganbench.config import RunConfig, Suite, config_diff, digest
-from ganbench.errors import UserError, one_line
+from ganbench.config import RunConfig, digest
 from ganbench.data import DATASETS
-from ganbench.evaluate import (NonFiniteSamples, compute_metrics, generate, preflight, protocol, protocol_id,
-                               resolve_metrics)
-from ganbench.features import FEATURES
+from ganbench.data.checks import check_output
+from ganbench.errors import UserError, one_line
+from ganbench.evaluate import (
+    NonFiniteSamples,
+    compute_metrics,
+    generate,
+    protocol,
+    protocol_id,
+    resolve_metrics,
+)
+from ganbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS, check_options, is_conditional
 from ganbench.monitor import stability
-from ganbench.plots import scatter_2d
-from ganbench.samples import check_output, save_generator
-from ganbench.store import SCHEMA, append_rows, atomic_write_json, atomic_write_text, environment, finished_run_ids
-from ganbench.tensorboard import TensorBoardLogger, log_dir as tb_dir, require as require_tensorboard
-from ganbench.train import check_step, train
-from ganbench.unrolled import check_discriminator
+from ganbench.results.plots import GRID, grid_png, scatter_2d
+from ganbench.results.rows import SCHEMA, Row
+from ganbench.results.store import append_rows, environment
+from ganbench.runs.tensorboard import TensorBoardLogger
+from ganbench.runs.tensorboard import log_dir as tb_dir
+from ganbench.samples import save_generator
+from ganbench.steps import step_of
+from ganbench.steps.unrolled import check_discriminator
+from ganbench.train import train
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out, beyond its config (none of it changes a result)."""
+
+    resume: bool = False  # continue from the run folder's checkpoint if it has one
+    checkpoint_every: int = 0  # steps between checkpoints (0: a tenth of the run)
+    tensorboard: bool = False  # also log history, metrics and samples under OUT/tensorboard/
 
 
 @dataclass
@@ -46,30 +64,6 @@ class Outcome:
     reason: str | None = None
     seconds: float = 0.0
     rows: list[dict] = field(default_factory=list, repr=False)  # what goes to results.jsonl
-
-
-def validate_suite(suite: Suite) -> None:
-    """Resolve every name of every run and check that each model fits its dataset before any work
-    starts: any mistake raises a UserError while nothing has been trained or written."""
-    computed = {}  # (label, dataset) -> names of the metrics the setting computes
-    for label, cfg in suite.settings:
-        MODELS[cfg.model]
-        LOSSES[cfg.loss]
-        dataset = DATASETS[cfg.dataset](cfg)
-        check_models(cfg, dataset)
-        metrics = resolve_metrics(cfg.metrics, dataset)
-        for m in metrics:
-            FEATURES[m.features]
-        preflight(metrics, dataset)
-        computed[(label, cfg.dataset)] = {m.name for m in metrics}
-    for pub in suite.published:  # a paper's numbers name metrics the setting computes
-        names = computed.get((pub.setting, pub.dataset))
-        if names is None:  # a part of the suite (--setting) without this setting
-            continue
-        for metric, _, _ in pub.values:
-            if metric not in names:
-                raise UserError(f"{suite.path or suite.name}: published row {pub.source!r} gives metric {metric!r}, "
-                                f"which setting {pub.setting!r} does not compute ({', '.join(sorted(names))})")
 
 
 def check_models(cfg: RunConfig, dataset) -> None:
@@ -116,7 +110,7 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
         cond = is_conditional(g)
         if cond and not dataset.num_classes:
             raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
-        check_step(cfg, LOSSES[cfg.loss], cond)
+        step_of(cfg).check(cfg, LOSSES[cfg.loss], cond)
         check_discriminator(cfg, d)
         g.eval()
         d.eval()
@@ -140,16 +134,13 @@ def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values
     rows = []
     for m in metrics:
         p = protocol(m, cfg.eval_seed, dataset)
-        rows.append({
-            "schema": SCHEMA, "suite": suite, "label": label,
-            "run_id": run_id or cfg.run_id, "group_id": cfg.group_id,
-            "model": cfg.model, "loss": cfg.loss, "dataset": cfg.dataset, "seed": cfg.seed,
-            "step": step, "final": final,
-            "metric": m.name, "value": values.get(m.name), "higher_is_better": m.higher_is_better,
-            "status": status, "reason": reason,
-            "protocol": p, "protocol_id": protocol_id(p),
-            "config": cfg.to_dict(), "env": env, "time": now, **(extra or {}),
-        })
+        rows.append(Row(
+            schema=SCHEMA, suite=suite, label=label, run_id=run_id or cfg.run_id, group_id=cfg.group_id,
+            model=cfg.model, loss=cfg.loss, dataset=cfg.dataset, seed=cfg.seed, step=step, final=final,
+            metric=m.name, value=values.get(m.name), higher_is_better=m.higher_is_better, status=status,
+            reason=reason, protocol=p, protocol_id=protocol_id(p), config=cfg.to_dict(), env=env, time=now,
+            **(extra or {}),
+        ).to_dict())
     return rows
 
 
@@ -162,17 +153,14 @@ def _history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
-def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, progress: bool = True,
-            resume: bool = False, checkpoint_every: int = 0, tensorboard: bool = False,
-            append: bool = True) -> Outcome:
-    """Train and evaluate one run; with ``resume``, continue from its checkpoint if it has one.
+def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device,
+            options: RunOptions = RunOptions(), progress: bool = True, append: bool = True) -> Outcome:
+    """Train and evaluate one run, as ``options`` say (resume, checkpoints, TensorBoard).
 
-    ``checkpoint_every`` steps (0: a tenth of the run) the state is saved in the run folder. With
-    ``tensorboard``, history, metrics and samples also go to ``out/tensorboard/``. Without
-    ``append`` the rows are only returned (in ``Outcome.rows``), for the caller to ``record``.
+    Without ``append`` the rows are only returned (in ``Outcome.rows``), for the caller to ``record``.
     """
     run_dir = Path(out) / "runs" / cfg.run_id
-    if not resume:  # a fresh start: an unfinished earlier attempt is not continued
+    if not options.resume:  # a fresh start: an unfinished earlier attempt is not continued
         for name in (NAME, PREVIOUS):
             (run_dir / name).unlink(missing_ok=True)
     atomic_write_json(run_dir / "config.json", {
@@ -183,7 +171,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     n_eval = max(m.num_fake for m in metrics)
     env = environment(device)
     rows: list[dict] = []
-    tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if tensorboard else None
+    tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if options.tensorboard else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -210,7 +198,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     def set_rows(text: str) -> None:
         rows[:] = json.loads(text) if text else []
 
-    every = checkpoint_every or max(cfg.steps // 10, 1)
+    every = options.checkpoint_every or max(cfg.steps // 10, 1)
     bar = tqdm(total=cfg.steps, desc=f"{label} {cfg.dataset} seed {cfg.seed}", leave=False, disable=None if progress else True)
     result = train(cfg, dataset, device, on_eval=on_eval, on_step=lambda s: bar.update(s - bar.n),
                    checkpoint=Checkpointer(run_dir, every), extra_state=(lambda: json.dumps(rows), set_rows),
@@ -225,6 +213,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         reason = reason or (f"warning: {result.diverged}" if result.diverged else None)
         if hasattr(dataset, "means") and status == "ok":
             scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset} · seed {cfg.seed}")
+        elif status == "ok" and samples.dim() == 4:  # the report shows this grid (the evaluation's first latents)
+            atomic_write_bytes(run_dir / "samples.png", grid_png(samples[:GRID]))
     eval_seconds = time.perf_counter() - t0
     timing = throughput(result, cfg, device, eval_seconds, n_eval if status == "ok" else 0)
     first = metrics[0]
@@ -270,13 +260,14 @@ def failed(label: str, cfg: RunConfig, suite: str, device: torch.device, reason:
     return Outcome(label, cfg, "failed", {}, reason, 0.0, rows)
 
 
-def run_guarded(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device, **kwargs) -> Outcome:
+def run_guarded(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.device,
+                options: RunOptions = RunOptions(), progress: bool = True) -> Outcome:
     """``run_one`` without appending; an exception other than a UserError becomes a failed outcome.
 
     A UserError is a mistake in the suite or its inputs and stops the whole suite (exit code 2).
     """
     try:
-        return run_one(label, cfg, suite, out, device, append=False, **kwargs)
+        return run_one(label, cfg, suite, out, device, options, progress=progress, append=False)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any bug in a model or plug-in fails this run only
@@ -317,68 +308,6 @@ def throughput(result, cfg: RunConfig, device: torch.device, eval_seconds: float
     }
 
 
-def _describe(o: Outcome) -> str:
-    if o.status != "ok":
-        return f"{o.status}: {o.reason}"
-    return " ".join(f"{k} {v:.4g}" for k, v in o.values.items()) + f"  ({o.seconds:.1f} s)"
-
-
-def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
-    """Refuse to resume when an unfinished run of the same setting and seed has another config."""
-    planned = {(label, cfg.dataset, cfg.seed): cfg for label, cfg in suite.runs()}
-    for path in sorted((Path(out) / "runs").glob("*/config.json")):
-        if path.parent.name in done or not (path.parent / NAME).exists():
-            continue
-        old = json.loads(path.read_text())
-        key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
-        new = planned.get(key)
-        if old.get("suite") != suite.name or new is None or new.run_id == path.parent.name:
-            continue
-        diff = config_diff(old["config"], new.to_dict())
-        if diff:  # the same config under another id (an older scheme) is no conflict
-            raise UserError(f"--resume: run {path.parent.name} ({key[0]}, {key[1]}, seed {key[2]}) was started "
-                            f"with another config: {'; '.join(diff)}")
-
-
-def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True, resume: bool = False,
-              checkpoint_every: int = 0, tensorboard: bool = False, executor=None) -> list[Outcome]:
-    """Run every (setting, seed) of ``suite`` into ``out``: one after another, or on ``executor``
-    (a ``ganbench.parallel.Executor``: a local process pool or Ray).
-
-    Whatever runs them, this process alone appends the rows, each run's in one write as it
-    finishes; a run that raises is recorded as failed and the others go on.
-    """
-    validate_suite(suite)
-    if tensorboard:
-        require_tensorboard()
-    done = distributed.broadcast_object(finished_run_ids(out))  # under torchrun every rank skips the same runs
-    if resume:
-        check_resume(suite, out, done)
-    runs = suite.runs()
-    outcomes = [Outcome(label, cfg, "skipped", {}, "already in results") for label, cfg in runs if cfg.run_id in done]
-    todo = [(label, cfg) for label, cfg in runs if cfg.run_id not in done]
-    options = dict(resume=resume, checkpoint_every=checkpoint_every, tensorboard=tensorboard)
-    if executor is not None and executor.parallel:
-        from ganbench.parallel import run_parallel
-
-        results = run_parallel(todo, suite.name, out, device, executor, **options)
-    else:
-        results = (run_guarded(label, cfg, suite.name, out, device, progress=progress, **options)
-                   for label, cfg in todo)
-    bar = tqdm(total=len(runs), initial=len(outcomes), desc=f"suite {suite.name}", unit="run",
-               disable=None if progress else True)
-    with contextlib.closing(iter(results)) as it:  # closing stops the workers if this loop raises
-        for o in it:
-            record(out, o)
-            outcomes.append(o)
-            bar.update()
-            if progress:
-                tqdm.write(f"[{len(outcomes)}/{len(runs)}] {o.label} {o.config.dataset} seed {o.config.seed}: "
-                           f"{_describe(o)}")
-    bar.close()
-    return outcomes
-
-
 def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: dict, out: Path, device: torch.device,
                      step: int = 0) -> Outcome:
     """Evaluate samples made elsewhere (or by a loaded generator) and append the same rows as a run.
@@ -402,5 +331,7 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
     atomic_write_json(run_dir / "config.json", {"run_id": run_id, "label": label, "source": source, "config": cfg.to_dict()})
     if hasattr(dataset, "means"):
         scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset}")
+    elif samples.dim() == 4:
+        atomic_write_bytes(run_dir / "samples.png", grid_png(samples[:GRID]))
     append_rows(out, rows)
     return Outcome(label, cfg, status, values, reason, seconds)

@@ -20,6 +20,9 @@ from typing import Callable
 
 import numpy as np
 
+from ganbench import distributed
+from ganbench.io import atomic_write_bytes, atomic_write_json
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GANBENCH_CACHE") or Path.home() / ".cache" / "ganbench")
@@ -42,10 +45,6 @@ def tensor_digest(*tensors) -> str:
 
 def cached_arrays(kind: str, doc: dict, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` once per distinct ``doc``; later calls read ``cache_dir()/kind/<hash>.npz``."""
-    from ganbench.store import atomic_write_bytes, atomic_write_json
-
-    from ganbench import distributed
-
     path = cache_dir() / kind / f"{key_of(doc)}.npz"
     found = _read(path) if distributed.is_main() else None
     found = distributed.broadcast_object(found)

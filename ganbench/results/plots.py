@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ganbench.features import HQ_RADIUS  # noqa: E402
-from ganbench.store import atomic_write_bytes  # noqa: E402
+from ganbench.features.mode2d import HQ_RADIUS  # noqa: E402
+from ganbench.io import atomic_write_bytes  # noqa: E402
 
 
 def scatter_2d(samples: torch.Tensor, dataset, path: Path, title: str = "") -> None:
@@ -111,4 +111,22 @@ def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
+    return buf.getvalue()
+
+
+GRID = 64  # images in a run's sample grid
+
+
+def grid_png(images: torch.Tensor, per_row: int = 8) -> bytes:
+    """PNG of a grid of images in [-1, 1] (N, C, H, W); small images are enlarged 2x without smoothing."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.clamp(-1, 1), nrow=per_row, normalize=True, value_range=(-1, 1), padding=2)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    if img.width < 400:  # small images: enlarge without smoothing so pixels stay visible
+        img = img.resize((img.width * 2, img.height * 2), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
     return buf.getvalue()

@@ -8,19 +8,18 @@ kept apart and why.
 
 from __future__ import annotations
 
-import html
 import math
-import re
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ganbench import published
 from ganbench.config import Suite, available_suites, load_suite
 from ganbench.errors import UserError, suggest
 from ganbench.metrics import METRICS
+from ganbench.results import published
+from ganbench.results.formats import FORMATS
+from ganbench.results.significance import TESTS
 
 GROUP = ["dataset", "label", "model", "loss", "group_id"]
 
@@ -82,26 +81,6 @@ def ranks(s: pd.DataFrame) -> pd.Series:
     return out
 
 
-def welch(x, y) -> dict:
-    """Welch's t-test of x against y (seed values), Hedges' g and P(X > Y) over all seed pairs."""
-    x = np.asarray(pd.Series(x, dtype=float).dropna())
-    y = np.asarray(pd.Series(y, dtype=float).dropna())
-    if len(x) < 2 or len(y) < 2:
-        return {"t": math.nan, "p": math.nan, "g": math.nan, "p_improve": math.nan}
-    if x.var() == 0 and y.var() == 0:  # no spread on either side (e.g. every seed found 8 modes): no t
-        t, p = math.nan, (1.0 if x[0] == y[0] else math.nan)
-    else:
-        with warnings.catch_warnings():  # one side without spread is fine (scipy warns of cancellation)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            t, p = stats.ttest_ind(x, y, equal_var=False)
-    pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-    d = (x.mean() - y.mean()) / pooled if pooled > 0 else math.nan
-    g = d * (1 - 3 / (4 * (len(x) + len(y)) - 9))  # Hedges' small-sample correction
-    diff = x[:, None] - y[None, :]
-    p_improve = float((diff > 0).mean() + 0.5 * (diff == 0).mean())
-    return {"t": float(t), "p": float(p), "g": float(g), "p_improve": p_improve}
-
-
 def _decimals(values: pd.Series) -> int:
     """Decimals giving three significant figures to the largest value of a column."""
     top = values.abs().max()
@@ -117,17 +96,6 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return text if math.isnan(std) else f"{text} ± {std:.{digits}f}"
 
 
-def mannwhitney(x, y) -> dict:
-    """Mann-Whitney U test (two-sided) of x against y, with the same effect sizes as ``welch``."""
-    out = welch(x, y)
-    x = pd.Series(x, dtype=float).dropna()
-    y = pd.Series(y, dtype=float).dropna()
-    if len(x) >= 2 and len(y) >= 2:  # exact, also with ties (integer metrics such as modes tie often)
-        out["p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
-    return out
-
-
-TESTS = {"welch": welch, "mannwhitney": mannwhitney}
 RUN_COLUMNS = {  # per-run fields shown per setting: (column, aggregate over runs)
     "stability.best_final_gap": ("best−final", "mean"),
     "timing.samples_per_s": ("img/s", "mean"),
@@ -154,8 +122,7 @@ def significance(s: pd.DataFrame, final: pd.DataFrame, baseline: str,
     dataset, metric and protocol. Adds p, g (Hedges' g, positive = better in the metric's direction)
     and p_improve (probability that a seed of the row beats a seed of the baseline); notes say
     which rows could not be tested and why."""
-    if test not in TESTS:
-        raise UserError(f"unknown test {suggest(test, TESTS)}")
+    run_test = TESTS[test].fn
     ok = final[final["status"] == "ok"]
     values = {k: pd.to_numeric(g["value"], errors="coerce").dropna().to_numpy()
               for k, g in ok.groupby(GROUP + ["metric", "protocol_id"], sort=False, dropna=False)}
@@ -176,7 +143,7 @@ def significance(s: pd.DataFrame, final: pd.DataFrame, baseline: str,
             if i == b.name:
                 continue
             x = values.get(tuple(r[k] for k in GROUP) + (metric, pid), np.array([]))
-            res = TESTS[test](sign * x, sign * y)
+            res = run_test(sign * x, sign * y)
             s.loc[i, ["p", "g", "p_improve"]] = [res["p"], res["g"], res["p_improve"]]
         if len(y) < 2:
             notes.append(f"{dataset} · {metric}: {baseline} has fewer than 2 finished seeds, so no test")
@@ -320,59 +287,6 @@ def metric_column(metric: pd.Series, higher_is_better: pd.Series) -> pd.Series:
     return metric + " " + higher_is_better.astype(bool).map({True: "↑", False: "↓"})
 
 
-def md_escape(text: str, quote: bool = True) -> str:
-    """Text for Markdown that a renderer turns into HTML: HTML and Markdown's markup characters neutralised."""
-    return re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text, quote=quote))
-
-
-def to_markdown(table: pd.DataFrame, escape_html: bool = False) -> str:
-    """A pipe table; ``|`` in cells is escaped. With ``escape_html`` (Markdown that a renderer turns
-    into HTML) also <, >, & and quotes, Markdown's markup characters and line breaks."""
-    def esc(v) -> str:
-        text = " ".join(str(v).splitlines())
-        if escape_html:
-            return md_escape(text)
-        return text.replace("|", "\\|")
-    cols = [esc(c) for c in table.columns]
-    cells = [[esc(v) for v in row] for row in table.itertuples(index=False)]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(cols)]
-    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cols), rule] + [line(r) for r in cells])
-
-
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-          ">": r"\textgreater{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--",
-          "−": "$-$", "·": r"$\cdot$"}
-
-
-def latex_escape(text) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in str(text))
-
-
-def to_latex(table: pd.DataFrame) -> str:
-    """A booktabs tabular (needs ``\\usepackage{booktabs}``); every cell is escaped for LaTeX."""
-    spec = "ll" + "r" * (len(table.columns) - 2)
-    head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
-    body = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
-    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body,
-                      r"\bottomrule", r"\end{tabular}"])
-
-
-def to_html(table: pd.DataFrame) -> str:
-    """An HTML ``<table>`` fragment; every header and cell is escaped."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    cell = lambda v: html.escape(str(v)).replace(" ± ", "\u00a0±\u00a0")  # noqa: E731  (keep mean ± std on one line)
-    rows = ["<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
-            for row in table.itertuples(index=False)]
-    body = "\n".join(rows)
-    return f'<table class="ganbench">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
-
-
-FORMATS = ("md", "csv", "latex", "html")
-
-
 def suites_of(df: pd.DataFrame) -> list[Suite]:
     """The suites that made the rows and carry a citation (``paper-...`` suites), found by name."""
     known = available_suites()
@@ -396,17 +310,11 @@ def published_table(df: pd.DataFrame, suites: list[Suite] | None = None) -> pd.D
 def render_published(df: pd.DataFrame, fmt: str = "md", suites: list[Suite] | None = None) -> str:
     """Published numbers beside ganbench's with verdicts: csv keeps every number, the other formats
     show text cells, the legend, and each suite's citation and deviations."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
+    form = FORMATS[fmt]
     c = published_table(df, suites)
-    if fmt == "csv":
+    if form.table is None:
         return c.to_csv(index=False).rstrip("\n")
-    table, lines = published.display(c), published.legend(c.attrs["suites"])
-    if fmt == "md":
-        return to_markdown(table) + "\n\n" + "\n".join(lines)
-    if fmt == "latex":
-        return to_latex(table) + "\n" + "\n".join(f"% {line}" for line in lines)
-    return to_html(table) + "\n" + "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return form.join([published.display(c)], published.legend(c.attrs["suites"]))
 
 
 def render(df: pd.DataFrame, fmt: str = "md", baseline: str | None = None, metrics: list[str] | None = None,
@@ -414,17 +322,11 @@ def render(df: pd.DataFrame, fmt: str = "md", baseline: str | None = None, metri
     """The comparison table as text: ``md`` for people (with legend and notes), ``csv`` (one line
     per setting x metric with mean, std, ci95, n, rank and the tests) for programs, ``latex`` and
     ``html`` for papers and pages. A paper suite's citation and deviations follow its table."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
-    if fmt == "csv":
+    form = FORMATS[fmt]
+    if form.table is None:
         return long_table(df, baseline, metrics, test).to_csv(index=False).rstrip("\n")
     tables = comparison_tables(df, baseline, metrics, test)
-    lines = legend_lines(tables) + published.legend(suites_of(df))[1:]
-    if fmt == "md":
-        return "\n\n".join(to_markdown(t) for t in tables) + "\n\n" + "\n".join(lines)
-    if fmt == "latex":
-        return "\n\n".join(to_latex(t) for t in tables) + "\n" + "\n".join(f"% {line}" for line in lines)
-    return "\n".join(to_html(t) for t in tables) + "\n" + "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return form.join(tables, legend_lines(tables) + published.legend(suites_of(df))[1:])
 
 
 def comparison_tables(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
@@ -439,8 +341,7 @@ def comparison_tables(df: pd.DataFrame, baseline: str | None = None, metrics: li
         s = _select_metrics(summarize(df), metrics)
         if baseline:
             resolve_baseline(s, baseline)
-            if test not in TESTS:
-                raise UserError(f"unknown test {suggest(test, TESTS)}")
+            TESTS[test]
     out = []
     for part in blocks(df):
         names = set(part["metric"])

@@ -32,9 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ganbench import distributed
-from ganbench.cache import cached_arrays, tensor_digest
 from ganbench.errors import UserError
-from ganbench.features import FEATURES
+from ganbench.features.base import FeatureExtractor, register
+from ganbench.features.cache import cached_arrays, tensor_digest
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
@@ -121,7 +121,9 @@ class InceptionFeatures:
 
     def __init__(self, weights: str | os.PathLike | None = None, device: torch.device | str = "cpu",
                  batch_size: int = 64, allow_other_weights: bool | None = None):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
 
         path = resolve_weights(weights)
         self.weights_path = path
@@ -253,12 +255,21 @@ class InceptionSet:
 def reference_features(dataset, net: InceptionFeatures) -> np.ndarray:
     """(M, 2048) pool features of the first ``NUM_REAL`` reference images, cached by content (and
     kept in memory, so that evaluations during training neither hash the images nor read the file again)."""
-    images, _ = dataset.real_images()
-    images = images[:NUM_REAL]
-    doc = {"kind": "inception-reference", "dataset": dataset.name, "split": dataset.eval_split, "n": len(images),
-           "data": tensor_digest(images), "extractor": net.name, "weights_sha256": net.weights_sha256,
-           "preprocessing": PREPROCESSING, "version": VERSION}
+    images = dataset.real_images()[0][:NUM_REAL]
+    doc = _reference_doc(dataset, net)
     return cached_arrays("reference", doc, lambda: {"features": net(images, progress=True)["2048"].numpy()})["features"]
+
+
+def _reference_doc(dataset, net: InceptionFeatures) -> dict:
+    images = dataset.real_images()[0][:NUM_REAL]
+    return {"kind": "inception-reference", "dataset": dataset.name, "split": dataset.eval_split, "n": len(images),
+            "data": tensor_digest(images), "extractor": net.name, "weights_sha256": net.weights_sha256,
+            "preprocessing": PREPROCESSING, "version": VERSION}
+
+
+def cache_key(dataset) -> dict:
+    """The document that names the reference split's Inception features (their on-disk cache key)."""
+    return _reference_doc(dataset, extractor())
 
 
 def provenance(dataset) -> dict:
@@ -277,7 +288,6 @@ def preflight(dataset) -> None:
     extractor()
 
 
-@FEATURES.register("inception")
 def inception_features(samples: torch.Tensor, dataset) -> InceptionSet:
     """InceptionV3 pool features and logits of generated images, with the reference split's features."""
     if samples.dim() != 4 or samples.shape[1] not in (1, 3):
@@ -289,5 +299,7 @@ def inception_features(samples: torch.Tensor, dataset) -> InceptionSet:
     return InceptionSet(out["2048"].numpy(), out["logits_unbiased"].numpy(), real)
 
 
-inception_features.provenance = provenance
-inception_features.preflight = preflight
+register(FeatureExtractor(
+    name="inception", extract=inception_features, inputs="images", provenance=provenance, preflight=preflight,
+    cache_key=cache_key, description="torch-fidelity's InceptionV3: 2048-d pool features and logits (FID, IS, KID)",
+))

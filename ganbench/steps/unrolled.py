@@ -8,8 +8,9 @@ updated as usual, from θ_D, not from θ_D^K.
 
 As in the authors' code (poolio/unrolled_gan), the look-ahead updates are copies of D's own Adam
 update, starting from its current moment estimates and step count, and all K of them use the same
-real batch and the same generated batch; the generated batch keeps its graph to θ_G. ``unroll_steps
-= 0`` never enters this module: the step is the plain alternating one, bit for bit.
+real batch and the same generated batch; the generated batch keeps its graph to θ_G. The registered
+step ``unrolled`` is the standard adversarial step (either update order, ``cfg.update``) with this
+generator loss; ``unroll_steps = 0`` never enters this module.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from torch.nn.utils import parametrize
 
 from ganbench import distributed
 from ganbench.errors import UserError
+from ganbench.steps.alternating import (
+    adversarial_step,
+    check_common,
+    check_simultaneous,
+)
+from ganbench.steps.base import Step, StepContext, StepOutput, register
 
 Tensor = torch.Tensor
 
@@ -37,7 +44,7 @@ def _sqrt(v: Tensor) -> Tensor:
 def check_unrolled(cfg, loss) -> None:
     """The settings the look-ahead supports, checked before training: a UserError otherwise."""
     if not cfg.unroll_steps:
-        return
+        raise UserError("step 'unrolled' needs unroll_steps >= 1")
     why = None
     if cfg.optimizer != "adam":
         why = "the look-ahead copies D's Adam update; use optimizer adam"
@@ -113,3 +120,24 @@ def unrolled_generator_loss(d: nn.Module, opt_d: torch.optim.Adam, loss, k: int,
     if loss.zero_sum:
         return -loss.d(D(params, real, y_real), D(params, fake, y_fake))
     return loss.g(D(params, fake, y_fake))
+
+
+def _generator_loss(ctx: StepContext, fake, y_fake, real, y_real) -> Tensor:
+    """G's loss through ``unroll_steps`` look-ahead updates of D on the last real batch."""
+    return unrolled_generator_loss(ctx.d, ctx.opt_d, ctx.loss, ctx.cfg.unroll_steps, real, y_real, fake, y_fake)
+
+
+def _run(ctx: StepContext, log: bool) -> StepOutput:
+    return adversarial_step(ctx, log, simultaneous=ctx.cfg.update == "simultaneous", generator_loss=_generator_loss)
+
+
+def _check(cfg, loss, cond: bool) -> None:
+    check_simultaneous(cfg)
+    check_common(cfg, loss, cond)
+    check_unrolled(cfg, loss)
+
+
+register(Step(
+    name="unrolled", run=_run, check=_check, options=("unroll_steps", "update", "n_dis"),
+    description="Unrolled GAN (Metz et al. 2017): G's loss through unroll_steps look-ahead Adam updates of D",
+))

@@ -1,0 +1,62 @@
+"""The metric record and its registry: ``METRICS`` maps a name to a ``Metric``.
+
+A metric is pure maths on the output of one feature extractor (``ganbench.features``). Its record
+pins the protocol that makes two values comparable: the extractor, how many generated and real
+samples, the direction, and a version that changes whenever the definition does. A plug-in adds
+one with ``register(Metric(...))``; every field is a keyword.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ganbench.registry import Registry
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric:
+    """One registered metric.
+
+    ``fn(features) -> float`` computes the value from what the extractor ``features`` returned.
+    ``num_fake`` generated samples are drawn with the evaluation seed; ``num_real`` real samples
+    are read (0: the metric uses the known distribution, -1: the whole reference split).
+    ``range`` = (low, high) holds every value the metric can take (``math.inf`` where unbounded;
+    KID's unbiased estimate can fall below 0): the bounds an interval over seeds can be read within.
+    """
+
+    name: str
+    fn: Callable[[Any], float]
+    features: str  # name of the extractor in FEATURES
+    higher_is_better: bool
+    num_fake: int
+    num_real: int
+    description: str
+    range: tuple[float, float] = (-math.inf, math.inf)
+    version: int = 1  # bump when the definition changes; rows of other versions never mix
+
+    def __post_init__(self):
+        lo, hi = self.range
+        if not lo < hi:
+            raise ValueError(f"metric {self.name!r}: range must be (low, high) with low < high, got {self.range}")
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def within(self, value: float) -> bool:
+        """Whether ``value`` lies in the metric's range (up to rounding); NaN and inf are not judged."""
+        lo, hi = self.range
+        if not math.isfinite(value):
+            return True
+        return lo - 1e-9 * max(1.0, abs(lo)) <= value <= hi + 1e-9 * max(1.0, abs(hi))
+
+
+METRICS = Registry("metric", Metric)
+
+
+def register(metric: Metric) -> Metric:
+    """Add ``metric`` to ``METRICS`` under its name."""
+    return METRICS.register(metric.name, metric)
