@@ -97,3 +97,17 @@ def test_labels_with_dollar_signs_are_plain_text(tmp_path):
     for i, fig in enumerate([bars_figure(summary, name, {}), curves_figure({"kl": {name: curve}}, name, ["kl"], {})]):
         fig.savefig(tmp_path / f"{i}.png")
         assert (tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_intervals_are_read_within_the_metric_range():
+    """A 2-seed t-interval of a fraction can reach past [0, 1] (hq 0.40 ± 0.23 * 12.7 / sqrt(2)); the
+    report reads it within the metric's range, asymmetric where it was cut, and leaves the others."""
+    from ganbench.results.report import _interval_text, interval
+
+    assert interval("hq", 0.4, 0.6) == (0.0, 1.0)
+    assert interval("hq", 0.4, 0.1) == pytest.approx((0.3, 0.5))
+    assert interval("modes", 7.0, 10.0) == (0.0, 17.0)  # counts: no upper bound in the record
+    assert interval("kid", 0.001, 0.01) == pytest.approx((-0.009, 0.011))  # KID's estimate can be negative
+    assert interval("not-a-metric", 0.5, 1.0) == (-0.5, 1.5)
+    assert _interval_text("hq", 0.3996, 2.97) == "[0, 1]"
+    assert _interval_text("hq", float("nan"), 0.1) == "—" and _interval_text("hq", 0.5, float("nan")) == "—"

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ganbench.features.mode2d import HQ_RADIUS  # noqa: E402
@@ -72,14 +73,20 @@ def curves_figure(curves: dict, title: str, ylabels: list[str], colors: dict):
 
 
 def bars_figure(summary, title: str, colors: dict):
-    """One panel per metric column of ``summary`` (setting, column, mean, ci95): bars with 95% intervals."""
+    """One panel per metric column of ``summary`` (setting, column, mean, ci95, and optionally the
+    interval's ends low and high): bars with 95% intervals."""
     columns = list(dict.fromkeys(summary["column"]))
     width = max(3.0, 0.55 * summary["setting"].nunique() + 1.5)  # inches per panel
     fig, axes = _panels(len(columns), width, 3.4)
     for ax, col in zip(axes, columns):
         s = summary[summary["column"] == col]
         x = range(len(s))
-        err = s["ci95"].fillna(0.0).to_numpy()
+        mean = s["mean"].to_numpy(dtype=float)
+        if "low" in s:  # an interval within the metric's range: asymmetric where it was cut
+            err = np.vstack([mean - s["low"].to_numpy(dtype=float), s["high"].to_numpy(dtype=float) - mean])
+            err = np.nan_to_num(err)
+        else:
+            err = s["ci95"].fillna(0.0).to_numpy()
         ax.bar(x, s["mean"].fillna(0.0), yerr=err, capsize=4, color=[colors.get(n, "tab:gray") for n in s["setting"]],
                alpha=0.85)
         ax.set_xticks(list(x), [_short(n) for n in s["setting"]], rotation=30, ha="right", fontsize=8)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.evaluate import generate
 from ganbench.io import atomic_write_bytes, atomic_write_text
+from ganbench.metrics import METRICS
 from ganbench.models import is_conditional
 from ganbench.registry import Registry
 from ganbench.results import published
@@ -114,7 +116,8 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
         r.add("p", line)
     _published(r, df, papers)
     r.add("h3", "Per metric: mean, 95% interval and rank")
-    r.add("p", "95% interval: Student-t interval of the mean over seeds. Rank: 1 + the number of settings whose "
+    r.add("p", "95% interval: Student-t interval of the mean over seeds, within the metric's range (e.g. [0, 1] "
+               "for a fraction). Rank: 1 + the number of settings whose "
                "interval lies entirely on the better side of this one's (overlapping intervals are never ordered by each other).")
     s = summarize(df)
     r.add("table", table=_detail(s))
@@ -153,10 +156,23 @@ def _detail(s: pd.DataFrame) -> pd.DataFrame:
         "dataset": s["dataset"], "setting": s["label"],
         "metric": metric_column(s["metric"], s["higher_is_better"]),
         "protocol": s["protocol_id"], "mean": s["mean"].map(_num), "std": s["std"].map(_num),
-        "95% interval": [("—" if pd.isna(h) else f"[{m - h:.4g}, {m + h:.4g}]") if not pd.isna(m) else "—"
-                         for m, h in zip(s["mean"], s["ci95"])],
+        "95% interval": [_interval_text(metric, m, h) for metric, m, h in zip(s["metric"], s["mean"], s["ci95"])],
         "n": s["n"], "diverged": s["diverged"], "rank": s["rank"].map(lambda v: "—" if pd.isna(v) else str(int(v))),
     }).reset_index(drop=True)
+
+
+def interval(metric: str, mean: float, half: float) -> tuple[float, float]:
+    """The 95% interval mean ± half, read within the metric's range (``Metric.range``): an interval
+    of a fraction never reaches below 0 or above 1. Unknown metrics keep the plain interval."""
+    lo, hi = METRICS[metric].range if metric in METRICS else (-math.inf, math.inf)
+    return max(mean - half, lo), min(mean + half, hi)
+
+
+def _interval_text(metric: str, mean: float, half: float) -> str:
+    if pd.isna(mean) or pd.isna(half):
+        return "—"
+    low, high = interval(metric, mean, half)
+    return f"[{low:.4g}, {high:.4g}]"
 
 
 def _figure(r: Report, fig, alt: str, name: str) -> None:
@@ -172,8 +188,10 @@ def _bars(r: Report, s: pd.DataFrame, colors: dict) -> None:
     s = s.assign(column=metric_column(s["metric"], s["higher_is_better"]))
     multi = s.groupby(["dataset", "metric"])["protocol_id"].transform("nunique") > 1
     s["setting"] = s["label"] + s["protocol_id"].where(multi, "").map(lambda p: f" [{p}]" if p else "")
+    ends = [interval(m, mean, h if not pd.isna(h) else 0.0) for m, mean, h in zip(s["metric"], s["mean"], s["ci95"])]
+    s["low"], s["high"] = [e[0] for e in ends], [e[1] for e in ends]
     for dataset, g in s.groupby("dataset", sort=False):
-        fig = bars_figure(g, f"{dataset}: mean over seeds, 95% interval", colors)
+        fig = bars_figure(g, f"{dataset}: mean over seeds, 95% interval within the metric's range", colors)
         _figure(r, fig, f"bar chart of the metrics on {dataset}", _slug("bars", dataset))
 
 
