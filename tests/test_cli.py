@@ -149,6 +149,7 @@ def test_list(what, expected, capsys):
     assert expected in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 20 s; test_install runs the installed package from another folder by default
 def test_console_script_from_another_folder(tmp_path, suite_file):
     """As a user runs it: the installed `ganbench` command, default output folder, then `table`."""
     exe = Path(sys.executable).with_name("ganbench")

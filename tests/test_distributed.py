@@ -385,6 +385,7 @@ def test_evaluation_split_over_two_processes_equals_one_bit_for_bit(tmp_path, mo
         np.testing.assert_allclose(cov.numpy(), whole.cov, rtol=1e-5, atol=1e-6 * np.abs(whole.cov).max())
 
 
+@pytest.mark.slow  # 20 s; test_torchrun_cli_writes_rows_once_from_rank_0 runs torchrun by default
 def test_torchrun_run_on_digits_evaluates_over_both_processes(tmp_path):
     """The whole path under torchrun on images, a batch-norm DCGAN with the gradient penalty:
     process 0 trains the digits classifier for both, both extract features, process 0 writes the
