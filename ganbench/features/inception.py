@@ -256,12 +256,11 @@ def reference_features(dataset, net: InceptionFeatures) -> np.ndarray:
     """(M, 2048) pool features of the first ``NUM_REAL`` reference images, cached by content (and
     kept in memory, so that evaluations during training neither hash the images nor read the file again)."""
     images = dataset.real_images()[0][:NUM_REAL]
-    doc = _reference_doc(dataset, net)
+    doc = _reference_doc(dataset, net, images)
     return cached_arrays("reference", doc, lambda: {"features": net(images, progress=True)["2048"].numpy()})["features"]
 
 
-def _reference_doc(dataset, net: InceptionFeatures) -> dict:
-    images = dataset.real_images()[0][:NUM_REAL]
+def _reference_doc(dataset, net: InceptionFeatures, images) -> dict:
     return {"kind": "inception-reference", "dataset": dataset.name, "split": dataset.eval_split, "n": len(images),
             "data": tensor_digest(images), "extractor": net.name, "weights_sha256": net.weights_sha256,
             "preprocessing": PREPROCESSING, "version": VERSION}
@@ -269,7 +268,7 @@ def _reference_doc(dataset, net: InceptionFeatures) -> dict:
 
 def cache_key(dataset) -> dict:
     """The document that names the reference split's Inception features (their on-disk cache key)."""
-    return _reference_doc(dataset, extractor())
+    return _reference_doc(dataset, extractor(), dataset.real_images()[0][:NUM_REAL])
 
 
 def provenance(dataset) -> dict:

@@ -147,12 +147,18 @@ def _write_missing(out: Path, run_id: str, files: dict[str, bytes]) -> None:
             atomic_write_bytes(path, data)
 
 
-def make_job(label: str, cfg: RunConfig, suite: str, out: Path, device_name: str, threads: int, collect: bool,
-             ex: Executor, options: RunOptions) -> Job:
-    """The job of one run, with what the driver passes on: its GANBENCH_* variables and BLAS threads."""
+def driver_settings() -> tuple[tuple[tuple[str, str], ...], int]:
+    """What the driver passes on to every job, read once per suite: its GANBENCH_* variables and its
+    BLAS thread count."""
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GANBENCH_")))
-    return Job(label, cfg.to_dict(), suite, str(out), device_name, threads, blas_threads(), ex.plugins, env, collect,
-               options)
+    return env, blas_threads()
+
+
+def make_job(label: str, cfg: RunConfig, suite: str, out: Path, device_name: str, threads: int, collect: bool,
+             ex: Executor, options: RunOptions, driver: tuple) -> Job:
+    """The job of one run; ``driver`` is ``driver_settings()``."""
+    env, blas = driver
+    return Job(label, cfg.to_dict(), suite, str(out), device_name, threads, blas, ex.plugins, env, collect, options)
 
 
 def outcome(out: Path, cfg: RunConfig, result) -> Outcome:
@@ -170,6 +176,7 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
                  options: RunOptions = RunOptions()) -> Iterator[Outcome]:
     """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
     out = Path(out).resolve()
+    driver = driver_settings()
     threads = ex.threads or max(1, cores() // ex.jobs)
     spawn = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=spawn)
@@ -178,7 +185,7 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
     broken = False
 
     def submit(label, cfg):
-        job = make_job(label, cfg, suite, out, str(device), threads, False, ex, options)
+        job = make_job(label, cfg, suite, out, str(device), threads, False, ex, options, driver)
         pending[pool.submit(execute, job)] = (label, cfg, not broken_once)
 
     broken_once = False

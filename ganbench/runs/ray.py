@@ -75,6 +75,7 @@ def run_ray(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: to
     stops them all. Each task sends its run folder's files back with its rows."""
     ray = require_ray()
     out = Path(out).resolve()
+    driver = pool.driver_settings()
     started = start_ray(ex.ray_address)
     refs = {}
     try:
@@ -90,7 +91,7 @@ def run_ray(todo: list[tuple[str, RunConfig]], suite: str, out: Path, device: to
         opts = dict(num_gpus=1, num_cpus=threads) if gpus else dict(num_cpus=threads)
         for label, cfg in todo:
             ref = task.options(**opts).remote(pool.make_job(label, cfg, suite, out, "cuda" if gpus else "cpu", threads, True,
-                                                             ex, options))
+                                                             ex, options, driver))
             refs[ref] = (label, cfg)
         while refs:
             finished, _ = ray.wait(list(refs), num_returns=1)
