@@ -15,6 +15,7 @@ from torch import nn
 from ganbench.data.checks import check_output
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
+from ganbench.features.translation import STEGO_SIGMA, Translations
 from ganbench.metrics import METRICS, Metric
 from ganbench.models import is_conditional
 from ganbench.seeding import make_generator
@@ -39,6 +40,41 @@ def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.dev
     return torch.cat([g(zc.to(device), yc.to(device)).float().cpu() for zc, yc in zip(z.split(batch), y.split(batch))])
 
 
+@torch.no_grad()
+def translate(ab, ba, dataset, eval_seed: int, device: torch.device, batch: int = 500, where: str = "translator") -> Translations:
+    """A translator pair's outputs on the test split (``ba`` may be None: only A -> B is known).
+
+    The steganography probe's noise is drawn on the CPU with the eval seed, so every device sees
+    the same. A translator whose output has the wrong count, shape or range is a UserError.
+    """
+    shape = tuple(dataset.shape)
+
+    def run(net, x: torch.Tensor, name: str) -> torch.Tensor:
+        out = []
+        for chunk in x.split(batch):
+            y = net(chunk.to(device))
+            if not isinstance(y, torch.Tensor) or y.dim() == 0 or len(y) != len(chunk):
+                got = f"{len(y)} outputs" if isinstance(y, torch.Tensor) and y.dim() else type(y).__name__
+                raise UserError(f"{where} {name}: {len(chunk)} images in, {got} out")
+            out.append(y.float().cpu())
+        y = torch.cat(out)
+        check_output(y, shape, True, where=f"{where} {name}")
+        return y
+
+    def noisy(x: torch.Tensor, key: str) -> torch.Tensor:
+        n = torch.randn(x.shape, generator=make_generator(eval_seed, key)) * STEGO_SIGMA
+        return (x + n).clamp_(-1.0, 1.0)
+
+    fake_b = run(ab, dataset.test_a, "A -> B")
+    if ba is None:
+        return Translations(fake_b)
+    fake_a = run(ba, dataset.test_b, "B -> A")
+    return Translations(
+        ab=fake_b, ba=fake_a, cycle_a=run(ba, fake_b, "B -> A"), cycle_b=run(ab, fake_a, "A -> B"),
+        stego_a=run(ba, noisy(fake_b, "stego-a"), "B -> A"), stego_b=run(ab, noisy(fake_a, "stego-b"), "A -> B"),
+    )
+
+
 def check_samples(samples: torch.Tensor, dataset) -> None:
     """Shape, dtype and range must fit the dataset; values must be finite."""
     check_output(samples, tuple(dataset.shape), dataset.bounded, where="samples")
@@ -53,7 +89,17 @@ def resolve_metrics(names: tuple[str, ...], dataset) -> list[Metric]:
 
 
 def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> dict[str, float]:
-    """Each metric on the first ``metric.num_fake`` samples; features computed once per extractor."""
+    """Each metric on the first ``metric.num_fake`` samples (on a translator's ``Translations``, all of
+    them); features computed once per extractor."""
+    if isinstance(samples, Translations):
+        bad = (~torch.isfinite(samples.images())).flatten(1).any(dim=1)
+        if bad.any():
+            raise NonFiniteSamples(f"{int(bad.sum())} translated images contain NaN or Inf")
+        features = {}
+        for m in metrics:
+            if m.features not in features:
+                features[m.features] = FEATURES[m.features](samples, dataset)
+        return {m.name: float(m.fn(features[m.features])) for m in metrics}
     check_samples(samples, dataset)
     features = {}
     values = {}

@@ -18,9 +18,10 @@ from ganbench.config import RunConfig, default_label
 from ganbench.data import DATASETS
 from ganbench.data.checks import to_model_range
 from ganbench.errors import UserError
-from ganbench.evaluate import generate, resolve_metrics
+from ganbench.evaluate import generate, resolve_metrics, translate
+from ganbench.features.translation import Translations
 from ganbench.io import atomic_write_bytes
-from ganbench.models import MODELS
+from ganbench.models import MODELS, is_translator
 from ganbench.plugins import load_plugin
 from ganbench.seeding import seeded_init
 
@@ -155,6 +156,8 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         cfg = RunConfig.from_dict({"model": "external", "loss": "none", **values}, where="command line")
     dataset = DATASETS[cfg.dataset](cfg)
     shape = tuple(dataset.shape)
+    if getattr(dataset, "translation", False):
+        return _translations(values, cfg, dataset, device, g, generator, samples, step)
 
     if samples is not None:
         path = Path(samples)
@@ -186,3 +189,81 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     source = {"kind": kind, "path": generator, "sha256": sha, "z_dim": z_dim}
     return to_model_range(x, shape, f"generator {generator}"), cfg, label, source, step
 
+
+
+def _translator_pair(obj, spec: str) -> tuple:
+    """(A -> B, B -> A or None) from a translator pair, a pair of callables or one callable."""
+    if is_translator(obj):
+        return obj.ab, obj.ba
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(callable(t) for t in obj):
+        return obj[0], obj[1]
+    if callable(obj):
+        return obj, None
+    raise UserError(f"--generator {spec}: expected a translator (a callable from images to images) or a pair "
+                    f"(A -> B, B -> A), got {type(obj).__name__}")
+
+
+def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """(A -> B translations, B -> A translations or None, kind) from a folder or an ``.npz`` file
+    (arrays ``ab`` and ``ba``, or one array of A -> B translations)."""
+    if path.is_dir():
+        return load_image_folder(path, shape), None, "folder"
+    if not path.exists():
+        raise UserError(f"not found: {path}")
+    if path.suffix != ".npz":
+        raise UserError(f"{path}: translations must be a folder of images or an .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.keys())
+            if "ab" in keys:
+                ab, ba = f["ab"], f["ba"] if "ba" in keys else None
+            else:
+                ab, ba = None, None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    if ab is None:
+        return load_npz(path, shape), None, "npz"
+    return (to_model_range(ab, shape, f"{path} (ab)"),
+            None if ba is None else to_model_range(ba, shape, f"{path} (ba)"), "npz")
+
+
+def _translations(values: dict, cfg: RunConfig, dataset, device: torch.device, g, generator: str | None,
+                  samples: str | None, step: int) -> tuple[Translations, RunConfig, str, dict, int]:
+    """``load_source`` on a translation dataset: a translator pair (checkpoint, TorchScript, callable)
+    run on the test split, or translations stored in the order of the test split."""
+    if samples is not None:
+        path = Path(samples)
+        ab, ba, kind = _stored_translations(path, tuple(dataset.shape))
+        for name, x, inputs in (("A -> B", ab, dataset.test_a), ("B -> A", ba, dataset.test_b)):
+            if x is not None and len(x) != len(inputs):
+                raise UserError(f"{path}: holds {len(x)} {name} translations; the test split of dataset "
+                                f"{cfg.dataset!r} has {len(inputs)} images (translations go in its order)")
+        t = Translations(ab=ab, ba=ba)
+        label, source = path.stem or path.name, {"kind": kind, "path": str(path), "sha256": _sha256(path)}
+    else:
+        target = generator.rpartition(":")[0] if ":" in generator and not Path(generator).exists() else generator
+        kind = "checkpoint" if g is not None else None
+        if g is None and Path(generator).suffix in (".pt", ".pth", ".ckpt", ".ts", ".jit"):
+            g, kind = load_torchscript(Path(generator)), "torchscript"
+        elif g is None and ":" in generator:
+            obj = load_callable(generator)
+            g, kind = (obj if isinstance(obj, nn.Module) else obj()), "callable"
+        elif g is None:
+            raise UserError(f"--generator {generator!r}: expected a .pt checkpoint, a TorchScript file or FILE.py:NAME")
+        ab, ba = _translator_pair(g, generator)
+        for net in (ab, ba):
+            if isinstance(net, nn.Module):
+                net.to(device).eval()
+        t = translate(ab, ba, dataset, cfg.eval_seed, device, where=f"translator {generator}")
+        label = {"callable": generator.rpartition(":")[2], "checkpoint": default_label(cfg.to_dict())}.get(
+            kind, Path(target).stem)
+        source = {"kind": kind, "path": generator, "sha256": _sha256(Path(target)) if Path(target).is_file() else ""}
+    if "metrics" not in values:  # the dataset's metrics that these translations can give
+        names = [m for m in dataset.default_metrics
+                 if (t.ba is not None or not m.endswith(("_ba", "_ba_ci")))
+                 and (t.cycle_a is not None or not m.startswith(("cycle_", "stego_")))]
+        if not names:
+            raise UserError(f"no metric of dataset {cfg.dataset!r} applies to translations of one direction only "
+                            f"(its metrics: {', '.join(dataset.default_metrics)}); give the translator pair")
+        cfg = cfg.replace(metrics=tuple(names))
+    return t, cfg, label, source, step

@@ -15,7 +15,7 @@ import torch
 
 from ganbench.errors import UserError
 
-PURPOSES = ("init", "data", "noise", "eval")
+PURPOSES = ("init", "data", "noise", "eval", "stego-a", "stego-b")  # stego-*: the translation probe's noise
 
 
 def derive_seed(seed: int, purpose: str) -> int:

@@ -16,7 +16,7 @@ from ganbench.config import RunConfig
 from ganbench.data.checks import check_output
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES
-from ganbench.models import MODELS, is_conditional
+from ganbench.models import MODELS, check_pairing, is_conditional, is_translator
 from ganbench.monitor import Monitor
 from ganbench.seeding import make_generator, seeded_init, synchronize
 from ganbench.steps import StepContext, StepOutput, step_of
@@ -65,6 +65,12 @@ def make_ema(cfg: RunConfig, g: nn.Module) -> torch.optim.swa_utils.AveragedMode
 def check_generator(g: nn.Module, cfg: RunConfig, dataset, device: torch.device, cond: bool) -> None:
     """Fail before training when the generator's output does not fit the dataset."""
     g.eval()  # no batch-norm statistics are updated by this probe
+    if is_translator(g):  # translators map images to images, both ways
+        x = torch.zeros(2, *dataset.shape, device=device)
+        for name, net in (("A -> B", g.ab), ("B -> A", g.ba)):
+            check_output(net(x), tuple(dataset.shape), dataset.bounded, where=f"model {cfg.model!r} translator {name}")
+        g.train()
+        return
     z = torch.zeros(2, cfg.z_dim, device=device)
     out = g(z, torch.zeros(2, dtype=torch.long, device=device)) if cond else g(z)
     g.train()
@@ -86,6 +92,16 @@ def mixed_precision(cfg: RunConfig, device: torch.device) -> Callable[[], contex
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"precision 'bf16' runs on cpu and cuda, not {device.type}; use fp32")
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def lr_factor(cfg: RunConfig, step: int) -> float:
+    """The learning rates' multiplier at generator step ``step`` (0-based): 1, then over the last
+    ``lr_decay`` of the steps a linear fall, (steps - step) / decay_steps, which reaches
+    1 / decay_steps at the last step (the CycleGAN code's schedule, counted in steps)."""
+    decay_steps = round(cfg.lr_decay * cfg.steps)
+    if decay_steps <= 0:
+        return 1.0
+    return min(1.0, (cfg.steps - step) / decay_steps)
 
 
 def log_interval(steps: int) -> int:
@@ -113,6 +129,11 @@ def train(
     loss = LOSSES[cfg.loss]
     step_fn = step_of(cfg)
     g, d = build_models(cfg, dataset, device)
+    check_pairing(g, cfg, dataset)
+    if not any(p.requires_grad for p in g.parameters()):  # a fixed map (the identity translator): nothing to train
+        check_generator(g, cfg, dataset, device, False)
+        g.eval()
+        return TrainResult(g, d, 0, None, 0.0)
     opt_g = make_optimizer(cfg, g.parameters(), cfg.lr_g)
     opt_d = make_optimizer(cfg, d.parameters(), cfg.lr_d)
     ema = make_ema(cfg, g)
@@ -137,6 +158,11 @@ def train(
     diverged = None
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
+        if cfg.lr_decay:
+            for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_factor(cfg, step)
+        ctx.step = step
         out = step_fn.run(ctx, log_now)
         if ema is not None:
             ema.update_parameters(g)

@@ -85,7 +85,8 @@ def test_every_metric_names_a_registered_extractor_and_every_extractor_its_input
 
     assert sorted({m.features for m in METRICS.values()}) == sorted(FEATURES)
     assert {name: f.inputs for name, f in FEATURES.items()} == {
-        "mode2d": "points", "inception": "images", "domain": "images", "stacked": "images"}
+        "mode2d": "points", "inception": "images", "domain": "images", "stacked": "images",
+        "translation": "translations"}
 
 
 def test_step_names_follow_the_options():
@@ -97,8 +98,11 @@ def test_step_names_follow_the_options():
     assert step_name(RunConfig(update="simultaneous")) == "simultaneous"
     assert step_name(RunConfig(unroll_steps=5, loss="minimax")) == "unrolled"
     assert step_name(RunConfig(step="unrolled", unroll_steps=5)) == "unrolled"
+    assert step_name(RunConfig(model="cyclegan", loss="lsgan")) == "cycle"  # a translator's own step
     # the new field at its default leaves every run id as it was
     assert "step" not in RunConfig().identity() and "step" in RunConfig(step="alternating").identity()
+    for name in ("lr_decay", "cycle_weight", "identity_weight", "pool_size"):
+        assert name not in RunConfig().identity()
 
 
 def test_a_plugin_extractor_and_metric_are_computed_recorded_and_checked():

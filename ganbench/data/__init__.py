@@ -2,10 +2,10 @@
 
 One file per family: ``toy`` (2-D Gaussian mixtures), ``images`` (scikit-learn's digits and the
 image base classes), ``mnist`` (MNIST, Fashion-MNIST, Stacked MNIST), ``cifar``, ``folder`` (your
-own images). ``checks`` holds the shape and range checks every sample passes.
+own images), ``pairs`` (translation pairs with a hidden truth). ``checks`` holds the shape and range checks every sample passes.
 """
 
 from __future__ import annotations
 
 from ganbench.data.base import DATASETS, Batch, Dataset, data_root  # noqa: F401
-from ganbench.data import toy, images, mnist, cifar, folder  # noqa: F401,I001  (register the built-in datasets, in this order)
+from ganbench.data import toy, images, mnist, cifar, folder, pairs  # noqa: F401,I001  (register the built-in datasets, in this order)

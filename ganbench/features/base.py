@@ -16,7 +16,9 @@ import torch
 from ganbench.registry import Registry
 
 
-INPUTS = ("points", "images")  # what an extractor reads: (N, D) vectors or (N, C, H, W) images
+# what an extractor reads: (N, D) vectors, (N, C, H, W) images, or a translator pair's outputs
+# (``ganbench.features.translation.Translations``) on a translation dataset
+INPUTS = ("points", "images", "translations")
 
 
 def _nothing(dataset) -> dict:
@@ -62,6 +64,10 @@ a dataset's samples do not suit it (beyond their shape, which ``inputs`` checks)
         reason = self.accepts(dataset) if self.accepts is not None else None
         if reason:
             return reason
+        translation = bool(getattr(dataset, "translation", False))
+        if translation != (self.inputs == "translations"):
+            return (f"reads {self.inputs} ({self.name} features); dataset {dataset.name!r} is "
+                    f"{'a translation pair (its metrics: `ganbench list metrics`, features translation)' if translation else 'not a translation pair'}")
         images = len(tuple(dataset.shape)) == 3
         if self.inputs == "images" and not images:
             return f"reads images ({self.name} features); dataset {dataset.name!r} has samples of shape {tuple(dataset.shape)}"

@@ -75,7 +75,7 @@ class TrainedClassifier:
         return {"classifier": self.key, "classifier_test_accuracy": self.test_accuracy}
 
 
-def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int) -> DigitClassifier:
+def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, background: float = -1.0) -> DigitClassifier:
     seed = RECIPE["seed"]
     with seeded_init(seed, torch.device("cpu")):
         net = DigitClassifier(num_classes)
@@ -88,7 +88,7 @@ def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int) -> Di
     net.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(train_x), generator=order).split(RECIPE["batch_size"]):
-            x = _augment(train_x[idx].float(), shift)
+            x = _augment(train_x[idx].float(), shift, background)
             _, logits = net(x)
             loss = F.cross_entropy(logits, train_y[idx])
             opt.zero_grad(set_to_none=True)
@@ -98,10 +98,10 @@ def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int) -> Di
     return net.eval()
 
 
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random translations of up to 2 pixels (padding with the background value -1)."""
+def _augment(x: torch.Tensor, generator: torch.Generator, background: float = -1.0) -> torch.Tensor:
+    """Random translations of up to 2 pixels (padding with the background value, -1 for digits)."""
     pad = 2
-    padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    padded = F.pad(x, (pad, pad, pad, pad), value=background)
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
     return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
 
@@ -112,13 +112,17 @@ def accuracy(clf: TrainedClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def get_classifier(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                   num_classes: int) -> TrainedClassifier:
-    """The classifier for a dataset, from the cache or trained now (and cached atomically)."""
+                   num_classes: int, background: float = -1.0) -> TrainedClassifier:
+    """The classifier for a dataset, from the cache or trained now (and cached atomically).
+
+    ``background``: the value the shift augmentation pads with (-1: dark digits' background; +1
+    for inverted digits)."""
     (train_x, train_y), (test_x, test_y) = train, test
     if train_x.dim() != 4 or train_x.shape[1] != 1:
         raise UserError(f"the domain classifier needs single-channel images, got {tuple(train_x.shape)}")
     key_doc = {"version": VERSION, "recipe": RECIPE, "num_classes": num_classes,
-               "train": tensor_digest(train_x, train_y), "test": tensor_digest(test_x, test_y)}
+               "train": tensor_digest(train_x, train_y), "test": tensor_digest(test_x, test_y),
+               **({"background": background} if background != -1.0 else {})}  # the key of dark-background data is unchanged
     key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:16]
     # named by content alone: the same training data give the same weights, whichever dataset asks
     path = cache_dir() / "classifiers" / f"{key}.pt"
@@ -131,7 +135,7 @@ def get_classifier(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tu
             return TrainedClassifier(net.eval(), key, float(blob["test_accuracy"]), num_classes)
         except Exception:
             path.unlink(missing_ok=True)  # a corrupt cache entry is rebuilt, never trusted
-    net = _train(train_x, train_y, num_classes)
+    net = _train(train_x, train_y, num_classes, background)
     clf = TrainedClassifier(net, key, 0.0, num_classes)
     clf.test_accuracy = accuracy(clf, test_x, test_y)
     buf = io.BytesIO()

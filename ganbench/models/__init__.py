@@ -1,7 +1,7 @@
 """Models: ``MODELS`` maps a name to a factory ``fn(cfg, dataset) -> (generator, discriminator)``.
 
 The registry and the architecture options are in ``base``; one file per model family: ``mlp``,
-``dcgan``, ``cdcgan``, ``sngan``, ``small_dcgan``, with shared layers in ``blocks``.
+``dcgan``, ``cdcgan``, ``sngan``, ``small_dcgan``, ``cyclegan`` (translators), with shared layers in ``blocks``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from ganbench.models.base import (  # noqa: F401
     BUILTIN_OPTIONS,
     MODELS,
     check_options,
+    check_pairing,
     is_conditional,
+    is_translator,
 )
-from ganbench.models import mlp, cdcgan, dcgan, small_dcgan, sngan  # noqa: F401,I001  (register the built-in models, in this order)
+from ganbench.models import mlp, cdcgan, dcgan, small_dcgan, sngan, cyclegan  # noqa: F401,I001  (register the built-in models, in this order)

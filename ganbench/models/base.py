@@ -24,6 +24,8 @@ BUILTIN_OPTIONS = {
     "cdcgan": set(),
     "sngan": set(),
     "small-dcgan": {"d_width", "pack"},
+    "cyclegan": {"d_width", "d_depth"},
+    "identity": {"d_width", "d_depth"},
 }
 
 
@@ -41,3 +43,19 @@ def check_options(cfg) -> None:
 def is_conditional(g) -> bool:
     """Conditional generators take ``(z, labels)``; their discriminators take ``(x, labels)``."""
     return bool(getattr(g, "conditional", False))
+
+
+def is_translator(g) -> bool:
+    """Translator pairs (``cyclegan``) map images of domain A to domain B (``g.ab``) and back (``g.ba``)."""
+    return bool(getattr(g, "translator", False))
+
+
+def check_pairing(g, cfg, dataset) -> None:
+    """Translators train on translation datasets, and only there."""
+    translation = bool(getattr(dataset, "translation", False))
+    if translation and not is_translator(g):
+        raise UserError(f"dataset {cfg.dataset!r} is a translation pair (domains A and B); model {cfg.model!r} "
+                        f"generates from noise: use a translator (cyclegan, identity)")
+    if is_translator(g) and not translation:
+        raise UserError(f"model {cfg.model!r} translates between two domains; dataset {cfg.dataset!r} is not a "
+                        f"translation pair")

@@ -124,6 +124,17 @@ def png_bytes(fig) -> bytes:
 GRID = 64  # images in a run's sample grid
 
 
+def translation_grid(translations, dataset, n: int = 8) -> torch.Tensor:
+    """Rows of ``n`` test images: A inputs, their translations and (when the pair is known) their
+    reconstructions; then the same from B when B -> A is known: (rows * n, C, H, W) for ``grid_png``."""
+    t = translations
+    n = min(n, len(dataset.test_a), len(dataset.test_b))
+    rows = [dataset.test_a[:n], t.ab[:n]] + ([t.cycle_a[:n]] if t.cycle_a is not None else [])
+    if t.ba is not None:
+        rows += [dataset.test_b[:n], t.ba[:n]] + ([t.cycle_b[:n]] if t.cycle_b is not None else [])
+    return torch.cat(rows)
+
+
 def grid_png(images: torch.Tensor, per_row: int = 8) -> bytes:
     """PNG of a grid of images in [-1, 1] (N, C, H, W); small images are enlarged 2x without smoothing."""
     from PIL import Image

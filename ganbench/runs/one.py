@@ -30,12 +30,13 @@ from ganbench.evaluate import (
     protocol,
     protocol_id,
     resolve_metrics,
+    translate,
 )
 from ganbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ganbench.losses import LOSSES
-from ganbench.models import MODELS, check_options, is_conditional
+from ganbench.models import MODELS, check_options, check_pairing, is_conditional, is_translator
 from ganbench.monitor import stability
-from ganbench.results.plots import GRID, grid_png, scatter_2d
+from ganbench.results.plots import GRID, grid_png, scatter_2d, translation_grid
 from ganbench.results.rows import SCHEMA, Row
 from ganbench.results.store import append_rows, environment
 from ganbench.runs.tensorboard import TensorBoardLogger
@@ -107,6 +108,7 @@ def _parameters_on_meta(cfg: RunConfig, dataset) -> int:
 def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
     with device:
         g, d = MODELS[cfg.model](cfg, dataset)
+        check_pairing(g, cfg, dataset)
         cond = is_conditional(g)
         if cond and not dataset.num_classes:
             raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
@@ -116,9 +118,11 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
         d.eval()
         with torch.no_grad():
             n = 2 * cfg.pack  # a packed discriminator judges 2 packs
-            z = torch.zeros(n, cfg.z_dim)
+            z = torch.zeros(n, *dataset.shape) if is_translator(g) else torch.zeros(n, cfg.z_dim)
             y = torch.zeros(n, dtype=torch.long) if cond else None
             x = g(z, y) if cond else g(z)
+            if is_translator(g):
+                g.ba(z)
             # the value range is checked on real numbers when training starts
             check_output(x, tuple(dataset.shape), bounded=False, where=f"model {cfg.model!r} generator")
             logits = d(x, y) if cond else d(x)
@@ -168,7 +172,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     })
     dataset = DATASETS[cfg.dataset](cfg)
     metrics = resolve_metrics(cfg.metrics, dataset)
-    n_eval = max(m.num_fake for m in metrics)
+    translating = bool(getattr(dataset, "translation", False))
+    n_eval = len(dataset.test_a) + len(dataset.test_b) if translating else max(m.num_fake for m in metrics)
     env = environment(device)
     rows: list[dict] = []
     tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if options.tensorboard else None
@@ -176,7 +181,10 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         torch.cuda.reset_peak_memory_stats(device)
 
     def evaluate_at(step: int, g) -> tuple[dict, str, str | None, torch.Tensor]:
-        samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+        if translating:
+            samples = translate(g.ab, g.ba, dataset, cfg.eval_seed, device)
+        else:
+            samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
         try:
             return compute_metrics(samples, dataset, metrics), "ok", None, samples
         except NonFiniteSamples as e:
@@ -187,7 +195,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics, dataset=dataset))
         if tb is not None:
             tb.metrics(step, values)
-            tb.samples(step, samples, dataset)
+            tb.samples(step, translation_grid(samples, dataset) if translating else samples, dataset)
         return values.get(metrics[0].name), metrics[0].higher_is_better
 
     def on_log(row: dict) -> None:
@@ -211,7 +219,11 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     else:  # finished, or went on past a detected divergence (recorded as a warning)
         values, status, reason, samples = evaluate_at(result.steps_done, result.generator)
         reason = reason or (f"warning: {result.diverged}" if result.diverged else None)
-        if hasattr(dataset, "means") and status == "ok":
+        if translating:
+            samples = translation_grid(samples, dataset)  # input -> translation -> reconstruction, both ways
+            if status == "ok":
+                atomic_write_bytes(run_dir / "samples.png", grid_png(samples))
+        elif hasattr(dataset, "means") and status == "ok":
             scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset} · seed {cfg.seed}")
         elif status == "ok" and samples.dim() == 4:  # the report shows this grid (the evaluation's first latents)
             atomic_write_bytes(run_dir / "samples.png", grid_png(samples[:GRID]))
@@ -329,7 +341,9 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
                  {"source": source, "timing": {"eval_seconds": seconds}}, run_id=run_id, dataset=dataset)
     run_dir = Path(out) / "runs" / run_id
     atomic_write_json(run_dir / "config.json", {"run_id": run_id, "label": label, "source": source, "config": cfg.to_dict()})
-    if hasattr(dataset, "means"):
+    if getattr(dataset, "translation", False):
+        atomic_write_bytes(run_dir / "samples.png", grid_png(translation_grid(samples, dataset)))
+    elif hasattr(dataset, "means"):
         scatter_2d(samples[:2500], dataset, run_dir / "samples.png", f"{label} · {cfg.dataset}")
     elif samples.dim() == 4:
         atomic_write_bytes(run_dir / "samples.png", grid_png(samples[:GRID]))

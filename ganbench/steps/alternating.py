@@ -21,6 +21,7 @@ from ganbench.errors import UserError
 from ganbench.losses import clip_weights, gradient_penalty, mixing_weights
 from ganbench.monitor import grad_norm
 from ganbench.steps.base import Step, StepContext, StepOutput, register
+from ganbench.steps.cycle import check_not_cycle
 
 # (ctx, generated batch with its graph, its labels, last real batch, its labels) -> G's loss
 GeneratorLoss = Callable[[StepContext, torch.Tensor, object, torch.Tensor, object], torch.Tensor]
@@ -89,6 +90,7 @@ def adversarial_step(ctx: StepContext, log: bool, simultaneous: bool,
 
 def check_common(cfg, loss, cond: bool) -> None:
     """Options no adversarial step combines."""
+    check_not_cycle(cfg)
     if cfg.pack > 1 and loss.penalty:
         raise UserError(f"pack = {cfg.pack} with loss {loss.name!r}: the gradient penalty is not defined on packs")
     if cfg.pack > 1 and cond:

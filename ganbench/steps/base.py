@@ -42,6 +42,7 @@ class StepContext:
     G: Callable
     D: Callable
     amp: Callable
+    step: int = 0  # generator steps done before this one (set by the loop)
 
 
 @dataclass
@@ -86,11 +87,17 @@ def register(step: Step) -> Step:
     return STEPS.register(step.name, step)
 
 
+# models whose pairs only one step trains: their default step
+MODEL_STEPS = {"cyclegan": "cycle", "identity": "cycle"}
+
+
 def step_name(cfg) -> str:
-    """The step a config runs: ``cfg.step`` when set, else the Unrolled-GAN step when
-    ``unroll_steps`` > 0, else the update order ``cfg.update`` names."""
+    """The step a config runs: ``cfg.step`` when set, else its model's own step (``MODEL_STEPS``),
+    else the Unrolled-GAN step when ``unroll_steps`` > 0, else the update order ``cfg.update`` names."""
     if cfg.step:
         return cfg.step
+    if cfg.model in MODEL_STEPS:
+        return MODEL_STEPS[cfg.model]
     return "unrolled" if cfg.unroll_steps else cfg.update
 
 
