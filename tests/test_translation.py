@@ -90,7 +90,10 @@ def test_translation_metrics_have_a_range_and_one_protocol():
     names = DATASETS["digits-invert"](RunConfig(dataset="digits-invert")).default_metrics
     for n in names:
         m = METRICS[n]
-        assert m.features == "translation" and m.num_fake == -1 and m.num_real == -1
+        assert m.num_fake == -1 and m.num_real == -1
+        # pixel metrics record no classifier; metrics in classifier features record both
+        assert m.features == ("translation-domain" if n.startswith(("fid", "kid", "label", "class_kl"))
+                              else "translation")
     assert METRICS["ssim_ab"].range == (-1, 1) and METRICS["cycle_a"].range == (0, 2)
 
 
@@ -275,6 +278,7 @@ def test_eval_scores_a_translator_from_a_file_and_stored_translations(tmp_path, 
     rows = {r["metric"]: r for r in load_rows(out)}
     assert rows["mse_ab"]["value"] == 0.0 and rows["cycle_b"]["value"] == 0.0
     assert rows["label_ab"]["protocol"]["transform"] == "invert"
+    assert "classifier_b" in rows["label_ab"]["protocol"] and "classifier_b" not in rows["mse_ab"]["protocol"]
 
     np.savez(tmp_path / "t.npz", ab=(-pair.test_a).numpy())  # one direction, in the test split's order
     assert main(["eval", "--dataset", "digits-invert", "--samples", str(tmp_path / "t.npz"), "--out", str(out)]) == 0
@@ -317,7 +321,7 @@ def _images(folder, n, size):
         Image.fromarray(np.full((size, size), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
 
 
-def test_folder_pair_reads_both_domains_and_has_no_truth(tmp_path):
+def test_folder_pair_reads_both_domains_and_has_no_truth(tmp_path, capsys):
     _images(tmp_path / "A", 3, 16)
     _images(tmp_path / "B", 4, 16)
     d = DATASETS["folder-pair"](RunConfig(dataset="folder-pair", data_path=str(tmp_path)))
@@ -327,6 +331,14 @@ def test_folder_pair_reads_both_domains_and_has_no_truth(tmp_path):
     assert values["cycle_a"] == values["cycle_b"] == 0.0
     with pytest.raises(UserError, match="no ground truth"):
         _scores(d, lambda x: x, lambda x: x, ["mse_ab"])
+    # a run on it: the table says which metrics it cannot have
+    out = tmp_path / "res"
+    args = ["run", "--model", "cyclegan", "--loss", "lsgan", "--dataset", "folder-pair", "--seeds", "0", "--out",
+            str(out), "--no-progress", "--set", f"data_path={tmp_path}", "--set", "steps=3", "--set", "width=4",
+            "--set", "depth=1", "--set", "d_depth=2", "--set", "batch_size=2"]
+    assert main(args) == 0
+    assert main(["table", str(out)]) == 0
+    assert "folder-pair: no ground truth and no labels" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -365,3 +377,31 @@ def test_a_run_writes_the_translation_grid_and_rows(tmp_path):
     with Image.open(run_dir / "samples.png") as im:  # 6 rows of 8 digits: A, A->B, A->B->A, B, B->A, B->A->B
         assert im.size[1] > 5 * im.size[0] / 8
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "ok"
+
+
+def test_a_translation_suite_runs_in_parallel_and_tabulates_reports_and_checks(tmp_path, capsys):
+    """The suite machinery, unchanged: two worker processes, TensorBoard, the table, the report
+    with the translation grids, and a regression check against the folder's own baseline."""
+    suite = tmp_path / "tiny-translate.toml"
+    settings = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items() if k != "model")
+    suite.write_text(f'name = "tiny-translate"\nseeds = [0, 1]\n\n[defaults]\n{settings}\n'
+                     f'metrics = ["mse_ab", "label_ab", "cycle_a", "stego_a"]\n\n'
+                     f'[[settings]]\nlabel = "identity"\nmodel = "identity"\n\n'
+                     f'[[settings]]\nlabel = "cyclegan"\nmodel = "cyclegan"\n')
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--jobs", "2", "--threads", "1",
+                 "--tensorboard", "--no-progress"]) == 0
+    final = [r for r in load_rows(out) if r["final"]]
+    assert len(final) == 4 * 4 and all(r["status"] == "ok" for r in final)
+    identity = {r["seed"]: r["value"] for r in final if r["label"] == "identity" and r["metric"] == "mse_ab"}
+    assert identity[0] == identity[1] > 1.0  # a fixed map: the same on every seed
+    capsys.readouterr()
+    assert main(["table", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "mse_ab ↓" in table and "cyclegan" in table and "identity" in table
+    assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "digits-invert" in html and html.count("data:image/png") >= 2
+    assert main(["check", str(out), "--update", str(tmp_path / "base.json")]) == 0
+    assert main(["check", str(out), "--baseline", str(tmp_path / "base.json")]) == 0
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))

@@ -6,11 +6,12 @@ G(F(b)), and the steganography probes F(G(a) + n) and G(F(b) + n), n ~ N(0, ``ST
 per pixel drawn with the evaluation seed (clamped to [-1, 1]). ``ganbench.evaluate.translate``
 makes it.
 
-The extractor ``translation`` pairs it with each domain's classifier (the digit classifier of
+The extractor ``translation`` reads the pixels (paired error, cycles); ``translation-domain``
+pairs them with each domain's classifier (the digit classifier of
 ``ganbench.features.classifier``, trained on the source's whole training split, mapped by T for
 domain B; cached by content hash): 128-d features and class probabilities of the translations and
-of the real images of the target domain. Classifiers are built only when a metric reads them, so
-the unlabelled ``folder-pair`` evaluates its cycle metrics without one.
+of the real images of the target domain, built when a metric reads them. The unlabelled
+``folder-pair`` has only the first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ganbench.features.classifier import TrainedClassifier, get_classifier
 
 # noise of the steganography probe, in the [-1, 1] units of the images (about 4 of 255 grey levels)
 STEGO_SIGMA = 0.03
+NO_TRUTH = "none (no ground truth)"  # the transform a row records for folder-pair
 DIRECTIONS = {"ab": ("a", "b"), "ba": ("b", "a")}  # direction -> (input domain, target domain)
 
 
@@ -104,14 +106,21 @@ def extract(translations: Translations, dataset) -> TranslationFeatures:
 
 
 def provenance(dataset) -> dict:
-    """The truth, the test split's size, the probe's noise and, for labelled pairs, both classifiers."""
-    p = {"extractor": "translation", "transform": dataset.transform or "none (no ground truth)",
-         "reference_split": dataset.eval_split, "num_real": len(dataset.test_a), "stego_sigma": STEGO_SIGMA}
-    if dataset.num_classes:
-        for side in ("a", "b"):
-            clf = classifier(dataset, side)
-            p[f"classifier_{side}"] = clf.key
-            p[f"classifier_{side}_test_accuracy"] = clf.test_accuracy
+    """The truth, the test split's size and the probe's noise."""
+    return {"extractor": "translation", "transform": dataset.transform or NO_TRUTH,
+            "reference_split": dataset.eval_split, "num_real": len(dataset.test_a), "stego_sigma": STEGO_SIGMA}
+
+
+def domain_provenance(dataset) -> dict:
+    """As ``provenance``, with both domain classifiers' hashes and test accuracies."""
+    if not dataset.num_classes:
+        raise UserError(f"dataset {dataset.name!r} has no labels: metrics in classifier features do not apply "
+                        f"(its metrics: {', '.join(dataset.default_metrics)})")
+    p = {**provenance(dataset), "extractor": "translation-domain"}
+    for side in ("a", "b"):
+        clf = classifier(dataset, side)
+        p[f"classifier_{side}"] = clf.key
+        p[f"classifier_{side}_test_accuracy"] = clf.test_accuracy
     return p
 
 
@@ -121,7 +130,19 @@ def accepts(dataset) -> Optional[str]:
     return None
 
 
+def accepts_labelled(dataset) -> Optional[str]:
+    reason = accepts(dataset)
+    if reason is None and not dataset.num_classes:
+        return f"needs labelled domains (classifier features); dataset {dataset.name!r} has no labels"
+    return reason
+
+
 register(FeatureExtractor(
     name="translation", extract=extract, inputs="translations", provenance=provenance, accepts=accepts,
-    description="a translator pair's outputs on the test split, with each domain's digit classifier",
+    description="a translator pair's outputs on the test split, as pixels (paired error, cycles)",
+))
+register(FeatureExtractor(
+    name="translation-domain", extract=extract, inputs="translations", provenance=domain_provenance,
+    accepts=accepts_labelled,
+    description="a translator pair's outputs on the test split, in each domain's digit classifier's features",
 ))

@@ -133,26 +133,27 @@ def stego_gap(f: TranslationFeatures, domain: str) -> float:
 
 
 INF = math.inf
-_T = dict(features="translation", num_fake=WHOLE_SPLIT)
+_T = dict(features="translation", num_fake=WHOLE_SPLIT)  # pixels
+_TD = dict(features="translation-domain", num_fake=WHOLE_SPLIT)  # classifier features
 for _d, _arrow in (("ab", "A -> B"), ("ba", "B -> A")):
     for _m in (
         Metric(name=f"fid_{_d}", fn=lambda f, d=_d: fid(f, d), higher_is_better=False, num_real=WHOLE_SPLIT,
-               range=(0, INF), **_T, description=f"{_arrow}: FID of the translations against the target test split, "
+               range=(0, INF), **_TD, description=f"{_arrow}: FID of the translations against the target test split, "
                                                  f"target domain's classifier features"),
         Metric(name=f"fid_{_d}_ci", fn=lambda f, d=_d: fid_ci(f, d), higher_is_better=False, num_real=WHOLE_SPLIT,
-               range=(0, INF), **_T, description=f"{_arrow}: half-width of fid_{_d}'s 95 % bootstrap interval "
+               range=(0, INF), **_TD, description=f"{_arrow}: half-width of fid_{_d}'s 95 % bootstrap interval "
                                                  f"(a spread, not a quality)"),
         Metric(name=f"kid_{_d}", fn=lambda f, d=_d: kid_value(f, d), higher_is_better=False, num_real=WHOLE_SPLIT,
-               **_T, description=f"{_arrow}: KID, 100 subsets of min(1000, test split), classifier features"),
+               **_TD, description=f"{_arrow}: KID, 100 subsets of min(1000, test split), classifier features"),
         Metric(name=f"mse_{_d}", fn=lambda f, d=_d: mse(f, d), higher_is_better=False, num_real=WHOLE_SPLIT,
                range=(0, 4), **_T, description=f"{_arrow}: mean squared error against the hidden truth, per pixel"),
         Metric(name=f"ssim_{_d}", fn=lambda f, d=_d: mean_ssim(f, d), higher_is_better=True, num_real=WHOLE_SPLIT,
                range=(-1, 1), **_T, description=f"{_arrow}: SSIM against the hidden truth"),
         Metric(name=f"label_{_d}", fn=lambda f, d=_d: label_accuracy(f, d), higher_is_better=True,
-               num_real=WHOLE_SPLIT, range=(0, 1), **_T,
+               num_real=WHOLE_SPLIT, range=(0, 1), **_TD,
                description=f"{_arrow}: label preservation, target classifier's accuracy on the translations"),
         Metric(name=f"class_kl_{_d}", fn=lambda f, d=_d: class_kl(f, d), higher_is_better=False,
-               num_real=WHOLE_SPLIT, range=(0, INF), **_T,
+               num_real=WHOLE_SPLIT, range=(0, INF), **_TD,
                description=f"{_arrow}: KL(predicted class histogram || test label histogram), nats"),
     ):
         register(_m)

@@ -16,6 +16,7 @@ from scipy import stats
 
 from ganbench.config import Suite, available_suites, load_suite
 from ganbench.errors import UserError, suggest
+from ganbench.features.translation import NO_TRUTH
 from ganbench.metrics import METRICS
 from ganbench.results import published
 from ganbench.results.formats import FORMATS
@@ -179,6 +180,15 @@ def _select_metrics(s: pd.DataFrame, metrics: list[str] | None) -> pd.DataFrame:
     return s[s["metric"].isin(metrics)]
 
 
+def translation_notes(final: pd.DataFrame) -> list[str]:
+    """Translation datasets without a ground truth say which metrics they cannot have."""
+    if "protocol.transform" not in final.columns:
+        return []
+    untrue = set(final.loc[final["protocol.transform"] == NO_TRUTH, "dataset"])
+    return [f"{d}: no ground truth and no labels, so no paired (mse, ssim), label or class metrics and no FID/KID in "
+            f"classifier features; evaluation translates the training images of A/ and B/" for d in sorted(untrue)]
+
+
 def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: list[str] | None = None,
                      test: str = "welch") -> pd.DataFrame:
     """Wide table for people: one row per setting (and protocol), one ``mean ± std`` column per
@@ -187,7 +197,7 @@ def comparison_table(df: pd.DataFrame, baseline: str | None = None, metrics: lis
     final = final_rows(df)
     s = summarize(df)
     s = _select_metrics(s, metrics)
-    notes = protocol_notes(s, final)
+    notes = protocol_notes(s, final) + translation_notes(final)
     base = resolve_baseline(s, baseline) if baseline else None
     if base:
         s, more = significance(s, final, base, test)

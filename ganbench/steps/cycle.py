@@ -47,8 +47,8 @@ def cycle_step(ctx: StepContext, log: bool) -> StepOutput:
     ctx.opt_g.step()
 
     d.requires_grad_(True)
-    pooled_b = d.query("b", fake_b.detach().float(), ctx.noise)
-    pooled_a = d.query("a", fake_a.detach().float(), ctx.noise)
+    pooled_b = d.query("b", fake_b.detach().to(d.pool_b.dtype), ctx.noise)
+    pooled_a = d.query("a", fake_a.detach().to(d.pool_a.dtype), ctx.noise)
     with ctx.amp():
         d_real, d_fake = d.b(b), d.b(pooled_b)
         d_loss = 0.5 * (_ls(d_real, 1.0) + _ls(d_fake, 0.0)) + 0.5 * (_ls(d.a(a), 1.0) + _ls(d.a(pooled_a), 0.0))
