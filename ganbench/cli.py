@@ -107,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", required=True, help="reference dataset (decides the metrics and the expected shape)")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--generator", metavar="CKPT|FILE.py:NAME",
-                     help="a ganbench generator checkpoint, a TorchScript file, or a Python callable z -> samples")
-    src.add_argument("--samples", metavar="DIR|FILE.npz", help="a folder of images or an .npz array of samples")
+                     help="a ganbench generator checkpoint, a TorchScript file, or a Python callable z -> samples "
+                          "(on a translation dataset: NAME() returns a translator or a pair (A->B, B->A))")
+    src.add_argument("--samples", metavar="DIR|FILE.npz",
+                     help="a folder of images or an .npz array of samples (on a translation dataset: translations "
+                          "in the order of the test split, arrays ab and ba)")
     e.add_argument("--z-dim", type=int, help="latent size, for TorchScript files and callables")
     e.add_argument("--metrics", help="comma-separated metrics (default: the dataset's)")
     e.add_argument("--name", help="label in tables (default: the file name)")

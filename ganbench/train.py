@@ -130,6 +130,9 @@ def train(
     step_fn = step_of(cfg)
     g, d = build_models(cfg, dataset, device)
     check_pairing(g, cfg, dataset)
+    if distributed.active() and is_translator(g):
+        raise UserError(f"model {cfg.model!r} trains in one process (its history pools are per process); run "
+                        f"seeds in parallel with --jobs or Ray instead of torchrun")
     if not any(p.requires_grad for p in g.parameters()):  # a fixed map (the identity translator): nothing to train
         check_generator(g, cfg, dataset, device, False)
         g.eval()

@@ -60,6 +60,23 @@ def test_pair_batches_are_one_image_of_each_domain_and_repeat_under_the_seed(pai
     assert a[:, :, 0, 0].eq(-1).all() and b[:, :, 0, 0].eq(1).all()
 
 
+@pytest.mark.parametrize("name, T", [("mnist-invert", lambda x: -x), ("mnist-rotate", lambda x: torch.rot90(x, 1, (2, 3))),
+                                     ("mnist-thick", lambda x: torch.nn.functional.max_pool2d(x, 3, 1, 1))])
+def test_mnist_pairs_read_an_idx_folder(tmp_path, name, T):
+    from ganbench.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("t10k", 20)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 10)
+    d = DATASETS[name](RunConfig(dataset=name, data_path=str(tmp_path)))
+    assert len(d.a) == len(d.b) == 20 and len(d.test_a) == 20
+    assert torch.equal(d.test_b, T(d.test_a)) and d.transform == name.split("-")[1]
+    train_x, train_y = d.source_train
+    in_a = (torch.arange(40) // 10) % 2 == 0  # image i is of class i % 10 and rank i // 10 within it
+    assert torch.equal(d.a, train_x[in_a]) and torch.equal(d.b, T(train_x[~in_a]))
+
+
 def test_mnist_pairs_apply_their_maps(tmp_path):
     from ganbench.data.pairs import rotate, thicken
 
@@ -377,6 +394,11 @@ def test_a_run_writes_the_translation_grid_and_rows(tmp_path):
     with Image.open(run_dir / "samples.png") as im:  # 6 rows of 8 digits: A, A->B, A->B->A, B, B->A, B->A->B
         assert im.size[1] > 5 * im.size[0] / 8
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "ok"
+    # the saved translator pair evaluates again to the same numbers
+    again = tmp_path / "again"
+    assert main(["eval", "--dataset", "digits-invert", "--generator", str(run_dir / "generator.pt"), "--metrics",
+                 "mse_ab,cycle_a,label_ab", "--out", str(again)]) == 0
+    assert {r["metric"]: r["value"] for r in load_rows(again)} == {r["metric"]: r["value"] for r in rows}
 
 
 def test_a_translation_suite_runs_in_parallel_and_tabulates_reports_and_checks(tmp_path, capsys):
