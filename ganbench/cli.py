@@ -28,6 +28,7 @@ from ganbench.features import FEATURES
 from ganbench.features.inception import ENV_WEIGHTS
 from ganbench.losses import LOSSES
 from ganbench.metrics import METRICS
+from ganbench.metrics.base import TRAIN_SPLIT
 from ganbench.models import MODELS
 from ganbench.plugins import load_entry_points, load_plugin
 from ganbench.results.check import check, load_baseline, write_baseline
@@ -251,8 +252,8 @@ def cmd_eval(args) -> int:
     if args.metrics:
         values["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     DATASETS[args.dataset]  # unknown dataset: error before any loading
-    samples, cfg, label, source, step = load_source(values, device, args.generator, args.samples, args.z_dim)
-    o = evaluate_samples(samples, cfg, args.name or label, source, Path(args.out), device, step)
+    samples, cfg, label, source, step, labels = load_source(values, device, args.generator, args.samples, args.z_dim)
+    o = evaluate_samples(samples, cfg, args.name or label, source, Path(args.out), device, step, labels)
     print(f"{o.label} on {cfg.dataset}: " + "  ".join(f"{k} {v:.6g}" for k, v in o.values.items()))
     print(f"rows appended to {Path(args.out) / 'results.jsonl'}")
     return 0
@@ -305,7 +306,8 @@ def cmd_list(args) -> int:
         return 0
     if what == "metrics":
         for name, m in sorted(METRICS.items()):
-            print(f"{name:14s} {m.arrow}  n={m.num_fake:<6d} {m.features:10s} {m.description}")
+            n = "train" if m.num_fake == TRAIN_SPLIT else m.num_fake
+            print(f"{name:14s} {m.arrow}  n={n:<6} {m.features:10s} {m.description}")
         return 0
     registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "features": FEATURES, "steps": STEPS,
                 "formats": FORMATS, "tests": TESTS, "reports": REPORT_FORMATS}[what]

@@ -78,6 +78,7 @@ class RunConfig:
     cycle_weight: float = 10.0  # step "cycle": weight (lambda) of the cycle-consistency L1 loss
     identity_weight: float = 0.5  # step "cycle": identity-loss weight, as a fraction of cycle_weight
     pool_size: int = 50  # step "cycle": generated images each discriminator's history pool holds (0: no pool)
+    tail_ratio: float = 0.01  # rebalance_gain: the rarest class's share of the most common one in its long-tailed subset
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -119,7 +120,7 @@ _HINTS = typing.get_type_hints(RunConfig)
 # fields added after results were first recorded, with their defaults
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
          "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
-         "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50}
+         "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
                  "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size")
@@ -178,6 +179,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'channels' must be 0 (as stored), 1 or 3, got {cfg.channels!r}")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise UserError(f"config key 'lr_decay' must lie in [0, 1], got {cfg.lr_decay!r}")
+    if not 0.0 < cfg.tail_ratio <= 1.0:
+        raise UserError(f"config key 'tail_ratio' must lie in (0, 1], got {cfg.tail_ratio!r}")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"config key 'ema' must lie in [0, 1), got {cfg.ema!r}")
     if not all(0.0 <= b < 1.0 for b in cfg.betas):

@@ -17,6 +17,7 @@ from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.features.translation import STEGO_SIGMA, Translations
 from ganbench.metrics import METRICS, Metric
+from ganbench.metrics.base import TRAIN_SPLIT
 from ganbench.models import is_conditional
 from ganbench.seeding import make_generator
 
@@ -36,8 +37,13 @@ def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.dev
     z = torch.randn(n, z_dim, generator=make_generator(eval_seed, "eval"))
     if not is_conditional(g):
         return torch.cat([g(zc.to(device)).float().cpu() for zc in z.split(batch)])
-    y = torch.arange(n) % num_classes
+    y = generated_labels(n, num_classes)
     return torch.cat([g(zc.to(device), yc.to(device)).float().cpu() for zc, yc in zip(z.split(batch), y.split(batch))])
+
+
+def generated_labels(n: int, num_classes: int) -> torch.Tensor:
+    """The labels ``generate`` gives a conditional generator's n samples: 0, 1, ..., K-1, 0, 1, ..."""
+    return torch.arange(n) % num_classes
 
 
 @torch.no_grad()
@@ -88,9 +94,44 @@ def resolve_metrics(names: tuple[str, ...], dataset) -> list[Metric]:
     return [METRICS[n] for n in (names or dataset.default_metrics)]
 
 
-def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> dict[str, float]:
+def fake_count(metric: Metric, dataset) -> int:
+    """How many samples ``metric`` reads: its ``num_fake``, or the real training split's size."""
+    if metric.num_fake == TRAIN_SPLIT:
+        from ganbench.features.labelled import synthetic_size
+
+        return synthetic_size(dataset)
+    return metric.num_fake
+
+
+def samples_needed(metrics: list[Metric], dataset) -> int:
+    """Samples to draw for an evaluation: the most any of ``metrics`` reads."""
+    return max(fake_count(m, dataset) for m in metrics)
+
+
+def needs_labels(metrics: list[Metric]) -> list[Metric]:
+    """The metrics that read class-labelled samples."""
+    return [m for m in metrics if FEATURES[m.features].labelled]
+
+
+def require_labels(metrics: list[Metric], labels, what: str) -> None:
+    """A UserError, before anything is computed, when a metric needs labels that ``what`` lacks."""
+    wanting = needs_labels(metrics)
+    if wanting and labels is None:
+        raise UserError(f"metric {wanting[0].name!r} needs class-labelled samples and {what}; give a class-conditional "
+                        f"generator, an .npz with 'samples' and 'labels', or a folder with one subfolder per class")
+
+
+def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric], labels: torch.Tensor | None = None,
+                    cfg=None, details: dict | None = None) -> dict[str, float]:
     """Each metric on the first ``metric.num_fake`` samples (on a translator's ``Translations``, all of
-    them); features computed once per extractor."""
+    them); features computed once per extractor.
+
+    ``labels`` (N,) are the samples' classes, for the metrics whose extractor is ``labelled`` (a
+    UserError without them, raised before any metric is computed); those extractors read the config
+    fields their metrics name (``Metric.config``) from ``cfg`` (default: ``RunConfig()``). When
+    ``details`` is a dict, extractors that keep per-seed or per-class results (a ``details`` dict on
+    what they return) add them under the extractor's name.
+    """
     if isinstance(samples, Translations):
         bad = (~torch.isfinite(samples.images())).flatten(1).any(dim=1)
         if bad.any():
@@ -101,23 +142,38 @@ def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric]) -> di
                 features[m.features] = FEATURES[m.features](samples, dataset)
         return {m.name: float(m.fn(features[m.features])) for m in metrics}
     check_samples(samples, dataset)
+    require_labels(metrics, labels, "these have none")
+    for m in metrics:  # (a labelled extractor checks its samples per class)
+        if not FEATURES[m.features].labelled and len(samples) < fake_count(m, dataset):
+            raise UserError(f"metric {m.name!r} needs {fake_count(m, dataset)} samples, got {len(samples)}")
     features = {}
+    if needs_labels(metrics):  # labels are checked (range, classes) before anything is computed
+        from ganbench.config import RunConfig
+
+        cfg = cfg if cfg is not None else RunConfig()
+        settings = {k: getattr(cfg, k) for m in metrics for k in m.config}
+        for m in needs_labels(metrics):
+            if m.features not in features:
+                features[m.features] = FEATURES[m.features](samples, dataset, labels, settings)
     values = {}
     for m in metrics:
-        if len(samples) < m.num_fake:
-            raise UserError(f"metric {m.name!r} needs {m.num_fake} samples, got {len(samples)}")
-        key = (m.features, m.num_fake)
+        key = m.features if FEATURES[m.features].labelled else (m.features, m.num_fake)
         if key not in features:
             features[key] = FEATURES[m.features](samples[: m.num_fake], dataset)
         values[m.name] = float(m.fn(features[key]))
+    if details is not None:
+        for key, f in features.items():
+            if getattr(f, "details", None):
+                details[key if isinstance(key, str) else key[0]] = f.details
     return values
 
 
-def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
+def protocol(metric: Metric, eval_seed: int, dataset=None, cfg=None) -> dict:
     """Everything that must match for two values of a metric to be comparable.
 
     With ``dataset``, the extractor's ``provenance(dataset)`` adds what it was computed with: network
     or classifier and the hash of its weights, classifier accuracy, and the actual number of real samples (a metric's ``num_real`` of -1 means the whole reference split).
+    The metric's fixed ``params`` are recorded, and with ``cfg`` the config fields it names in ``config``.
     """
     p = {
         "metric_version": metric.version,
@@ -125,7 +181,10 @@ def protocol(metric: Metric, eval_seed: int, dataset=None) -> dict:
         "num_fake": metric.num_fake,
         "num_real": metric.num_real,
         "eval_seed": eval_seed,
+        **{k: v for k, v in metric.params},
     }
+    if cfg is not None:
+        p.update({k: getattr(cfg, k) for k in metric.config})
     if dataset is not None:
         extra = dict(FEATURES[metric.features].provenance(dataset))
         if metric.num_real == 0:  # the metric reads no real samples, whatever the extractor loads

@@ -18,10 +18,19 @@ from ganbench.config import RunConfig, default_label
 from ganbench.data import DATASETS
 from ganbench.data.checks import to_model_range
 from ganbench.errors import UserError
-from ganbench.evaluate import generate, resolve_metrics, translate
+from ganbench.evaluate import (
+    generate,
+    generated_labels,
+    needs_labels,
+    require_labels,
+    resolve_metrics,
+    samples_needed,
+    translate,
+)
+from ganbench.features.labelled import check_labels
 from ganbench.features.translation import Translations
 from ganbench.io import atomic_write_bytes
-from ganbench.models import MODELS, is_translator
+from ganbench.models import MODELS, is_conditional, is_translator
 from ganbench.plugins import load_plugin
 from ganbench.seeding import seeded_init
 
@@ -86,18 +95,55 @@ def is_torchscript(path: Path) -> bool:
 
 def load_npz(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     """Samples from an ``.npz`` file: the array named ``samples``, or its only array."""
+    return load_npz_labelled(path, shape)[0]
+
+
+def load_npz_labelled(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray | None]:
+    """(samples, the ``labels`` array or None) from an ``.npz`` file: the array named ``samples`` (or
+    its only array, or its only array beside ``labels``)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
-            key = "samples" if "samples" in keys else keys[0] if len(keys) == 1 else None
+            rest = [k for k in keys if k != "labels"]
+            key = "samples" if "samples" in keys else rest[0] if len(rest) == 1 else None
             if key is None:
                 raise UserError(f"{path}: holds arrays {keys}; name the samples array 'samples'")
             arr = f[key]
+            labels = f["labels"] if "labels" in keys else None
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except (ValueError, OSError) as e:
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
-    return to_model_range(arr, shape, str(path))
+    return to_model_range(arr, shape, str(path)), labels
+
+
+def _image_files(path: Path) -> list[Path]:
+    return sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def folder_labels(path: Path, dataset) -> tuple[torch.Tensor | None, str]:
+    """Labels of the images ``load_image_folder`` reads (same order) from a folder with one subfolder
+    per class, named by class index (0, 1, ...) or by the dataset's class name -> (labels, "") or
+    (None, why the folder is not class-labelled). A class without a subfolder is a UserError."""
+    k = dataset.num_classes
+    if not k:
+        return None, f"dataset {dataset.name!r} has no classes"
+    names = {str(c): c for c in range(k)} | {name: c for c, name in enumerate(getattr(dataset, "classes", ()) or ())}
+    labels = []
+    for f in _image_files(path):
+        parts = f.relative_to(path).parts
+        if len(parts) != 2 or parts[0] not in names:
+            where = ("is not in a class subfolder" if len(parts) == 1
+                     else f"is in {'/'.join(parts[:-1])!r}, not a class subfolder")
+            return None, f"folder {path} is not one subfolder per class: {'/'.join(parts)} {where} (named 0..{k - 1})"
+        labels.append(names[parts[0]])
+    y = torch.tensor(labels, dtype=torch.long)
+    missing = sorted(set(range(k)) - set(labels))
+    if missing:
+        raise UserError(f"{path}: no images for class {missing[0]} (subfolder '{missing[0]}')"
+                        + (f" nor {len(missing) - 1} other classes" if len(missing) > 1 else "")
+                        + f"; the classification metrics need one subfolder per class, 0..{k - 1}")
+    return y, ""
 
 
 def load_image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
@@ -105,7 +151,7 @@ def load_image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     images must already have the dataset's resolution (no silent resizing of generated samples)."""
     from PIL import Image
 
-    files = sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(path)
     if not files:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
     mode = "L" if shape[0] == 1 else "RGB"
@@ -141,8 +187,12 @@ def load_callable(spec: str):
 
 
 def load_source(values: dict, device: torch.device, generator: str | None, samples: str | None,
-                z_dim: int | None) -> tuple[torch.Tensor, RunConfig, str, dict, int]:
-    """What ``ganbench eval`` evaluates -> (samples, config, label, source provenance, step).
+                z_dim: int | None) -> tuple[torch.Tensor, RunConfig, str, dict, int, torch.Tensor | None]:
+    """What ``ganbench eval`` evaluates -> (samples, config, label, source provenance, step, labels).
+
+    ``labels`` are the samples' classes where the source has them (a class-conditional generator,
+    an ``.npz`` with a ``labels`` array, a folder with one subfolder per class), else None; metrics
+    that need them fail here, before anything is computed, when there are none.
 
     ``values`` are the config fields the user gave (dataset, metrics, --set); a ganbench checkpoint
     supplies the rest from its own config, anything else is recorded as model "external".
@@ -159,17 +209,23 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     if getattr(dataset, "translation", False):
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
 
+    metrics = resolve_metrics(cfg.metrics, dataset)
+    labelled = bool(needs_labels(metrics))
     if samples is not None:
         path = Path(samples)
         if path.is_dir():
             x, kind = load_image_folder(path, shape), "folder"
+            y, why = folder_labels(path, dataset) if labelled else (None, "")
         elif path.suffix == ".npz":
-            x, kind = load_npz(path, shape), "npz"
+            (x, y), kind = load_npz_labelled(path, shape), "npz"
+            why = f"{path} has no 'labels' array"
+            y = None if y is None or not labelled else check_labels(y, len(x), dataset.num_classes, f"{path} labels")
         elif not path.exists():
             raise UserError(f"not found: {path}")
         else:
             raise UserError(f"{path}: samples must be a folder of images or an .npz file")
-        return x, cfg, path.stem or path.name, {"kind": kind, "path": str(path), "sha256": _sha256(path)}, 0
+        require_labels(metrics, y, why)
+        return x, cfg, path.stem or path.name, {"kind": kind, "path": str(path), "sha256": _sha256(path)}, 0, y
 
     target = generator.rpartition(":")[0] if ":" in generator and not Path(generator).exists() else generator
     if g is None and Path(generator).suffix in (".pt", ".pth", ".ckpt", ".ts", ".jit"):
@@ -182,12 +238,17 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         raise UserError("--z-dim is required for TorchScript files and callables")
     if isinstance(g, nn.Module):
         g = g.to(device)
+    conditional = is_conditional(g)
+    require_labels(metrics, True if conditional else None,
+                   f"generator {generator} is not class-conditional (a conditional one has `conditional = True` "
+                   f"and is called as g(z, labels))")
     sha = _sha256(Path(target)) if Path(target).is_file() else ""
-    n = max(m.num_fake for m in resolve_metrics(cfg.metrics, dataset))
+    n = samples_needed(metrics, dataset)
     x = generate(g, n, z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+    y = generated_labels(n, dataset.num_classes) if conditional else None
     label = {"callable": generator.rpartition(":")[2], "checkpoint": default_label(cfg.to_dict())}.get(kind, Path(target).stem)
     source = {"kind": kind, "path": generator, "sha256": sha, "z_dim": z_dim}
-    return to_model_range(x, shape, f"generator {generator}"), cfg, label, source, step
+    return to_model_range(x, shape, f"generator {generator}"), cfg, label, source, step, y
 
 
 
@@ -228,7 +289,7 @@ def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tens
 
 
 def _translations(values: dict, cfg: RunConfig, dataset, device: torch.device, g, generator: str | None,
-                  samples: str | None, step: int) -> tuple[Translations, RunConfig, str, dict, int]:
+                  samples: str | None, step: int) -> tuple[Translations, RunConfig, str, dict, int, None]:
     """``load_source`` on a translation dataset: a translator pair (checkpoint, TorchScript, callable)
     run on the test split, or translations stored in the order of the test split."""
     if samples is not None:
@@ -266,4 +327,4 @@ def _translations(values: dict, cfg: RunConfig, dataset, device: torch.device, g
             raise UserError(f"no metric of dataset {cfg.dataset!r} applies to translations of one direction only "
                             f"(its metrics: {', '.join(dataset.default_metrics)}); give the translator pair")
         cfg = cfg.replace(metrics=tuple(names))
-    return t, cfg, label, source, step
+    return t, cfg, label, source, step, None

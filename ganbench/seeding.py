@@ -15,7 +15,8 @@ import torch
 
 from ganbench.errors import UserError
 
-PURPOSES = ("init", "data", "noise", "eval", "stego-a", "stego-b")  # stego-*: the translation probe's noise
+# stego-*: the translation probe's noise; subset, tail: the classification metrics' real subsets
+PURPOSES = ("init", "data", "noise", "eval", "stego-a", "stego-b", "subset", "tail")
 
 
 def derive_seed(seed: int, purpose: str) -> int:

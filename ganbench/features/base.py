@@ -40,7 +40,10 @@ class FeatureExtractor:
     when the extractor cannot run (a missing weights file); ``accepts(dataset)``, when set, says why
 a dataset's samples do not suit it (beyond their shape, which ``inputs`` checks). ``cache_key(dataset)``, when set, is
     the document that names the features of the dataset's real reference split: every input that
-    changes them; the reference features are cached on disk under its hash.
+    changes them; the reference features are cached on disk under its hash. A ``labelled`` extractor
+    reads the samples' class labels too: it is called as ``extract(samples, dataset, labels,
+    settings)`` on every sample given (it chooses its own subset), ``settings`` being the config
+    fields its metrics name in ``Metric.config``.
     """
 
     name: str
@@ -51,13 +54,14 @@ a dataset's samples do not suit it (beyond their shape, which ``inputs`` checks)
     preflight: Callable[[Any], None] = _no_check
     cache_key: Optional[Callable[[Any], dict]] = None
     accepts: Optional[Callable[[Any], Optional[str]]] = None  # dataset -> why it does not apply, or None
+    labelled: bool = False  # reads (samples, dataset, labels, settings): needs class-labelled samples
 
     def __post_init__(self):
         if self.inputs not in INPUTS:
             raise ValueError(f"feature extractor {self.name!r}: inputs must be one of {INPUTS}, not {self.inputs!r}")
 
-    def __call__(self, samples: torch.Tensor, dataset):
-        return self.extract(samples, dataset)
+    def __call__(self, samples: torch.Tensor, dataset, *labelled):
+        return self.extract(samples, dataset, *labelled)
 
     def mismatch(self, dataset) -> str | None:
         """Why this extractor cannot read the dataset's samples (completing "metric M ..."), or None."""

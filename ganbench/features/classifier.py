@@ -75,8 +75,12 @@ class TrainedClassifier:
         return {"classifier": self.key, "classifier_test_accuracy": self.test_accuracy}
 
 
-def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, background: float = -1.0) -> DigitClassifier:
-    seed = RECIPE["seed"]
+def _train(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, background: float = -1.0,
+           seed: int = RECIPE["seed"]) -> DigitClassifier:
+    """A classifier trained from scratch by ``RECIPE`` (``seed``: initialisation, order, shifts).
+
+    The length is fixed by the set's size alone (``min_samples`` images seen, at least
+    ``min_epochs`` epochs) and the last weights are kept: nothing is selected on any score."""
     with seeded_init(seed, torch.device("cpu")):
         net = DigitClassifier(num_classes)
     opt = torch.optim.AdamW(net.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
@@ -104,6 +108,18 @@ def _augment(x: torch.Tensor, generator: torch.Generator, background: float = -1
     padded = F.pad(x, (pad, pad, pad, pad), value=background)
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
     return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
+
+
+def recipe_digest() -> str:
+    """sha256 (first 16 hex digits) of the architecture version and the training recipe: the name of
+    the recipe in every row that trains classifiers with it."""
+    return hashlib.sha256(json.dumps({"version": VERSION, "recipe": RECIPE}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def predict(net: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """(N,) int64 predicted classes of (N, 1, H, W) images in [-1, 1]."""
+    return torch.cat([net(chunk.float())[1].argmax(1) for chunk in images.split(batch_size)])
 
 
 def accuracy(clf: TrainedClassifier, x: torch.Tensor, y: torch.Tensor) -> float:

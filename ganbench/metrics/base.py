@@ -25,6 +25,11 @@ class Metric:
     are read (0: the metric uses the known distribution, -1: the whole reference split).
     ``range`` = (low, high) holds every value the metric can take (``math.inf`` where unbounded;
     KID's unbiased estimate can fall below 0): the bounds an interval over seeds can be read within.
+    ``num_fake`` = ``TRAIN_SPLIT`` (-1): as many as the dataset's real training split (the
+    classification metrics' synthetic training set). ``config`` names the config fields the value
+    depends on (recorded in every row's protocol); ``params`` holds fixed settings of the definition
+    (name, value) pairs, recorded there too. A ``final_only`` metric (one that trains classifiers,
+    say) is computed at a run's final evaluation only, not at the ``eval_every`` ones.
     """
 
     name: str
@@ -36,6 +41,9 @@ class Metric:
     description: str
     range: tuple[float, float] = (-math.inf, math.inf)
     version: int = 1  # bump when the definition changes; rows of other versions never mix
+    config: tuple[str, ...] = ()  # config fields the value depends on
+    params: tuple[tuple[str, Any], ...] = ()  # fixed settings of the definition
+    final_only: bool = False  # computed at the end of a run only (too costly for every evaluation)
 
     def __post_init__(self):
         lo, hi = self.range
@@ -53,6 +61,8 @@ class Metric:
             return True
         return lo - 1e-9 * max(1.0, abs(lo)) <= value <= hi + 1e-9 * max(1.0, abs(hi))
 
+
+TRAIN_SPLIT = -1  # num_fake: the size of the real training split
 
 METRICS = Registry("metric", Metric)
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -124,6 +125,7 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     _bars(r, s, colors)
     _curves(r, df, final, Path(out), colors)
     _samples(r, final, Path(out))
+    _classification(r, final, Path(out))
     r.add("h2", "Runs")
     r.add("p", "The scale each setting ran at: seeds, generator steps and suite.")
     r.add("table", table=_runs(final))
@@ -255,6 +257,58 @@ def _samples(r: Report, final: pd.DataFrame, out: Path) -> None:
             r.add("img", caption, png=png, name=_slug("samples", row["dataset"], row["label"], row["run_id"]))
         else:
             r.add("p", f"No samples for {caption}: the run folder has neither samples.png nor generator.pt")
+
+
+PER_CLASS = ("cas", "cas_real", "gan_test")  # per-class accuracies of the classification metrics
+GAINS = ("aug_gain", "aug_gain_1pct", "rebalance_gain")
+
+
+def _classification(r: Report, final: pd.DataFrame, out: Path) -> None:
+    """Per-class accuracy and the gains' intervals of the classification metrics, from the run
+    folders' ``classification.json`` (nothing when no run has one)."""
+    found = []
+    for _, row in final.drop_duplicates("run_id").iterrows():
+        path = out / "runs" / row["run_id"] / "classification.json"
+        try:
+            found.append((row, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return
+    r.add("h2", "Per-class accuracy")
+    r.add("p", "Real test accuracy of each class, mean over the setting's runs (each run: the mean over its "
+               "classifier seeds). cas: trained on samples; cas_real: the same recipe on the real training split; "
+               "gan_test: the real-trained classifier on samples.")
+    settings: dict = {}
+    for row, d in found:
+        settings.setdefault((row["dataset"], row["label"]), []).append((row, d))
+    for (dataset, label), runs in settings.items():
+        table = {}
+        for name in PER_CLASS:
+            per = [d[name]["per_class"] for _, d in runs if name in d]
+            if per:
+                table[name] = np.mean(per, axis=0)
+        if table:
+            frame = pd.DataFrame(table).T.map(lambda v: f"{v:.3f}")
+            frame.columns = [f"class {c}" for c in frame.columns]
+            r.add("h3", f"{label} · {dataset}")
+            r.add("table", table=frame.rename_axis("metric").reset_index())
+        seeds = []
+        for row, d in runs:
+            for name in PER_CLASS[:2] + GAINS:
+                if name not in d:
+                    continue
+                e = d[name]
+                line = {"seed": row["seed"], "metric": name, "value": _num(e["mean"]),
+                        "95% interval": f"[{_num(e['ci_low'])}, {_num(e['ci_high'])}]"}
+                if name in GAINS:
+                    line.update({"baseline": _num(e["baseline"]["mean"]), "with samples": _num(e["with_synthetic"]["mean"]),
+                                 "p": _num(e["p_value"], 2), "significant": "yes" if e["significant"] else "no"})
+                seeds.append(line)
+        if seeds:
+            r.add("p", f"{label} · {dataset}: each run's value over its classifier seeds (mean, 95% t-interval; "
+                       f"the gains: both arms and a paired t-test).")
+            r.add("table", table=pd.DataFrame(seeds).fillna(""))
 
 
 def _grid(path: Path, n: int = GRID) -> bytes:

@@ -27,11 +27,15 @@ from ganbench.evaluate import (
     NonFiniteSamples,
     compute_metrics,
     generate,
+    generated_labels,
+    needs_labels,
     protocol,
     protocol_id,
     resolve_metrics,
+    samples_needed,
     translate,
 )
+from ganbench.features import FEATURES
 from ganbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS, check_options, check_pairing, is_conditional, is_translator
@@ -112,6 +116,11 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
         cond = is_conditional(g)
         if cond and not dataset.num_classes:
             raise UserError(f"model {cfg.model!r} is class-conditional but dataset {cfg.dataset!r} has no labels")
+        wanting = [m for m in needs_labels(resolve_metrics(cfg.metrics, dataset))
+                   if FEATURES[m.features].mismatch(dataset) is None]  # (the others fail on the dataset itself)
+        if wanting and not cond:
+            raise UserError(f"metric {wanting[0].name!r} needs class-labelled samples; model {cfg.model!r} is not "
+                            f"class-conditional (use a conditional model such as cdcgan)")
         step_of(cfg).check(cfg, LOSSES[cfg.loss], cond)
         check_discriminator(cfg, d)
         g.eval()
@@ -137,7 +146,7 @@ def _rows(label: str, suite: str, cfg: RunConfig, step: int, final: bool, values
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows = []
     for m in metrics:
-        p = protocol(m, cfg.eval_seed, dataset)
+        p = protocol(m, cfg.eval_seed, dataset, cfg)
         rows.append(Row(
             schema=SCHEMA, suite=suite, label=label, run_id=run_id or cfg.run_id, group_id=cfg.group_id,
             model=cfg.model, loss=cfg.loss, dataset=cfg.dataset, seed=cfg.seed, step=step, final=final,
@@ -173,30 +182,40 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     dataset = DATASETS[cfg.dataset](cfg)
     metrics = resolve_metrics(cfg.metrics, dataset)
     translating = bool(getattr(dataset, "translation", False))
-    n_eval = len(dataset.test_a) + len(dataset.test_b) if translating else max(m.num_fake for m in metrics)
+    n_eval = len(dataset.test_a) + len(dataset.test_b) if translating else samples_needed(metrics, dataset)
     env = environment(device)
     rows: list[dict] = []
     tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if options.tensorboard else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def evaluate_at(step: int, g) -> tuple[dict, str, str | None, torch.Tensor]:
+    details: dict = {}
+    during = [m for m in metrics if not m.final_only]  # what the evaluations during training compute
+    first = (during or metrics)[0]  # the metric whose curve the stability summary and the monitor read
+
+    def evaluate_at(step: int, g, which=metrics) -> tuple[dict, str, str | None, torch.Tensor]:
+        labels = None
         if translating:
             samples = translate(g.ab, g.ba, dataset, cfg.eval_seed, device)
         else:
-            samples = generate(g, n_eval, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+            n = n_eval if which is metrics else samples_needed(which, dataset)
+            samples = generate(g, n, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+            labels = generated_labels(n, dataset.num_classes) if is_conditional(g) else None
+        details.clear()
         try:
-            return compute_metrics(samples, dataset, metrics), "ok", None, samples
+            return compute_metrics(samples, dataset, which, labels, cfg, details), "ok", None, samples
         except NonFiniteSamples as e:
             return {}, "diverged", f"non-finite samples at step {step}: {e}", samples
 
-    def on_eval(step: int, g) -> tuple[float | None, bool]:
-        values, status, reason, samples = evaluate_at(step, g)
-        rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, metrics, dataset=dataset))
+    def on_eval(step: int, g) -> tuple[float | None, bool] | None:
+        if not during:  # every metric is computed at the end only
+            return None
+        values, status, reason, samples = evaluate_at(step, g, during)
+        rows.extend(_rows(label, suite, cfg, step, False, values, status, reason, env, during, dataset=dataset))
         if tb is not None:
             tb.metrics(step, values)
             tb.samples(step, translation_grid(samples, dataset) if translating else samples, dataset)
-        return values.get(metrics[0].name), metrics[0].higher_is_better
+        return values.get(first.name), first.higher_is_better
 
     def on_log(row: dict) -> None:
         bar.set_postfix(d_loss=f"{row['d_loss']:.3g}", g_loss=f"{row['g_loss']:.3g}", refresh=False)
@@ -229,7 +248,6 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
             atomic_write_bytes(run_dir / "samples.png", grid_png(samples[:GRID]))
     eval_seconds = time.perf_counter() - t0
     timing = throughput(result, cfg, device, eval_seconds, n_eval if status == "ok" else 0)
-    first = metrics[0]
     curve = [(r["step"], r["value"]) for r in rows if r["metric"] == first.name] + [(result.steps_done, values.get(first.name))]
     stable = {"metric": first.name, **stability(curve, first.higher_is_better)}
     if tb is not None:
@@ -241,6 +259,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
                       {"timing": timing, "stability": stable}, dataset=dataset))
     if status == "ok":
         save_generator(run_dir / "generator.pt", result.generator, cfg, result.steps_done)
+        write_details(run_dir, details)
     atomic_write_text(run_dir / "history.csv", _history_csv(result.history))
     atomic_write_json(run_dir / "summary.json", {"status": status, "reason": reason, "values": values, **timing,
                                                   "stability": stable})
@@ -248,6 +267,15 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     if append:
         record(out, outcome)
     return outcome
+
+
+DETAILS = "classification.json"  # per-seed and per-class results of the classification metrics
+
+
+def write_details(run_dir: Path, details: dict) -> None:
+    """The final evaluation's per-seed and per-class results (``compute_metrics``' ``details``)."""
+    if details.get("labelled"):
+        atomic_write_json(run_dir / DETAILS, details["labelled"])
 
 
 def record(out: Path, o: Outcome) -> None:
@@ -321,7 +349,7 @@ def throughput(result, cfg: RunConfig, device: torch.device, eval_seconds: float
 
 
 def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: dict, out: Path, device: torch.device,
-                     step: int = 0) -> Outcome:
+                     step: int = 0, labels: torch.Tensor | None = None) -> Outcome:
     """Evaluate samples made elsewhere (or by a loaded generator) and append the same rows as a run.
 
     The run id hashes the config with the source's content hash, so re-evaluating the same file
@@ -331,8 +359,9 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
     metrics = resolve_metrics(cfg.metrics, dataset)
     run_id = digest({"config": cfg.identity(), "source": source.get("sha256", "")})
     t0 = time.perf_counter()
+    details: dict = {}
     try:
-        values, status, reason = compute_metrics(samples, dataset, metrics), "ok", None
+        values, status, reason = compute_metrics(samples, dataset, metrics, labels, cfg, details), "ok", None
     except NonFiniteSamples as e:
         raise UserError(f"{source.get('path', label)}: {e}") from None
     seconds = time.perf_counter() - t0
@@ -341,6 +370,7 @@ def evaluate_samples(samples: torch.Tensor, cfg: RunConfig, label: str, source: 
                  {"source": source, "timing": {"eval_seconds": seconds}}, run_id=run_id, dataset=dataset)
     run_dir = Path(out) / "runs" / run_id
     atomic_write_json(run_dir / "config.json", {"run_id": run_id, "label": label, "source": source, "config": cfg.to_dict()})
+    write_details(run_dir, details)
     if getattr(dataset, "translation", False):
         atomic_write_bytes(run_dir / "samples.png", grid_png(translation_grid(samples, dataset)))
     elif hasattr(dataset, "means"):
