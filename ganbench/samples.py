@@ -22,6 +22,7 @@ from ganbench.evaluate import (
     generate,
     generated_labels,
     needs_labels,
+    preflight,
     require_labels,
     resolve_metrics,
     samples_needed,
@@ -169,11 +170,19 @@ def load_image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _sha256(path: Path) -> str:
+    """Content hash of a file, or of a folder's files with their relative paths (which order the
+    images and, in class subfolders, carry their labels)."""
     import hashlib
 
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]:
-        h.update(f.read_bytes())
+    path = Path(path)
+    if not path.is_dir():
+        h.update(path.read_bytes())
+        return h.hexdigest()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        h.update(f"{f.relative_to(path).as_posix()}\0{len(data)}\0".encode())
+        h.update(data)
     return h.hexdigest()
 
 
@@ -206,10 +215,11 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         cfg = RunConfig.from_dict({"model": "external", "loss": "none", **values}, where="command line")
     dataset = DATASETS[cfg.dataset](cfg)
     shape = tuple(dataset.shape)
+    metrics = resolve_metrics(cfg.metrics, dataset)
+    preflight(metrics, dataset)  # each metric reads this dataset's kind of samples, its weights exist
     if getattr(dataset, "translation", False):
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
 
-    metrics = resolve_metrics(cfg.metrics, dataset)
     labelled = bool(needs_labels(metrics))
     if samples is not None:
         path = Path(samples)

@@ -19,6 +19,7 @@ from ganbench.evaluate import compute_metrics, generate, generated_labels, proto
 from ganbench.features import classifier as classifier_mod
 from ganbench.features import domain, labelled
 from ganbench.metrics import METRICS, classification
+from ganbench.metrics.base import TRAIN_SPLIT
 from ganbench.train import train
 
 ALL = ("cas", "cas_real", "cas_ratio", "gan_test", "aug_gain", "aug_gain_1pct", "rebalance_gain")
@@ -117,6 +118,10 @@ def test_matching_subset_keeps_order_and_names_the_short_class():
         labelled.check_labels(np.array([0, 3, 10]), 3, 10)
     with pytest.raises(UserError, match="integers"):
         labelled.check_labels(np.array([0.5, 1.0]), 2, 10)
+    with pytest.raises(UserError, match="integers"):
+        labelled.check_labels(np.array(["3", "1"]), 2, 10)
+    with pytest.raises(UserError, match="integers"):
+        labelled.check_labels(np.array([1e30, 1.0]), 2, 10)
     assert labelled.check_labels(np.array([1.0, 2.0]), 2, 10).dtype == torch.int64
 
 
@@ -166,7 +171,7 @@ def test_same_numbers_twice_and_the_protocol_names_the_recipe(digits, real, tmp_
     p = protocol(METRICS["rebalance_gain"], 0, digits, cfg)
     assert p["tail_ratio"] == 0.2 and p["classifier_recipe"] == classifier_mod.recipe_digest()
     assert p["num_synthetic"] == p["num_train_real"] == 1442 and p["num_test"] == 355
-    assert p["classifier_seeds"] == list(labelled.SEEDS) and p["num_fake"] == -1
+    assert p["classifier_seeds"] == list(labelled.SEEDS) and p["num_fake"] == TRAIN_SPLIT
     assert protocol(METRICS["aug_gain_1pct"], 0, digits)["real_fraction"] == 0.01
     assert protocol(METRICS["aug_gain"], 0, digits)["real_fraction"] == 0.1
     monkeypatch.setitem(classifier_mod.RECIPE, "lr", 1e-3)
@@ -199,6 +204,63 @@ def test_eval_reads_labelled_folders_and_npz(digits, real, tmp_path, capsys):
     assert folder_value == npz_value  # the same images and labels, read from either form
     saved = [json.loads(p.read_text()) for p in (out / "runs").glob("*/classification.json")]
     assert len(saved) == 2 and all(len(s["gan_test"]["per_class"]) == 10 for s in saved)
+
+
+def test_the_synthetic_set_does_not_depend_on_what_else_is_drawn(digits, cpu):
+    n = labelled.synthetic_size(digits)
+    assert n % 16 == 0 and n >= 10 * max(labelled.real_splits(digits).class_counts)
+
+    class Echo(nn.Module):  # its samples are its latents: the draw itself
+        conditional = True
+
+        def forward(self, z, labels):
+            return torch.tanh(z[:, :784].reshape(-1, 1, 28, 28))
+
+    alone = generate(Echo(), n, 785, 0, cpu, num_classes=10)  # what cas alone draws
+    with_more = generate(Echo(), 10_000, 785, 0, cpu, num_classes=10)  # beside a 10,000-sample metric
+    assert torch.equal(alone, with_more[:n])
+
+
+def test_eval_checks_the_dataset_before_drawing(tmp_path, capsys):
+    g = tmp_path / "g.py"
+    g.write_text("import torch\n\ndef gen(z, y):\n    return torch.zeros(len(z), 2)\n\ngen.conditional = True\n")
+    argv = ["eval", "--dataset", "ring8", "--generator", f"{g}:gen", "--z-dim", "2", "--metrics", "cas",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "metric 'cas' trains a digit classifier on labelled single-channel data" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_classifiers_never_train_on_the_test_split(tmp_path):
+    import gzip
+
+    from ganbench.features.domain import classifier_split
+
+    root = tmp_path / "mnist"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    with gzip.open(root / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + (20).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + images.tobytes())
+    with gzip.open(root / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (20).to_bytes(4, "big") + bytes((np.arange(20) % 10).tolist()))
+    ds = DATASETS["mnist"](RunConfig(dataset="mnist", data_path=str(root / "t10k-images-idx3-ubyte.gz")))
+    assert classifier_split(ds) == "test"
+    assert "the two would be the same images" in labelled.accepts(ds)
+
+
+def test_a_folder_hash_names_where_each_image_is(tmp_path):
+    from ganbench.samples import _sha256
+
+    for name in ("a", "b"):
+        (tmp_path / name / "0").mkdir(parents=True)
+        (tmp_path / name / "1").mkdir()
+    (tmp_path / "a" / "0" / "x.png").write_bytes(b"one")
+    (tmp_path / "a" / "1" / "y.png").write_bytes(b"two")
+    (tmp_path / "b" / "0" / "x.png").write_bytes(b"one")
+    (tmp_path / "b" / "0" / "y.png").write_bytes(b"two")  # same bytes in the same order, other class
+    assert _sha256(tmp_path / "a") != _sha256(tmp_path / "b")
 
 
 @pytest.mark.parametrize("case, message", [
@@ -272,8 +334,14 @@ def test_a_run_computes_them_at_the_end_only_and_keeps_the_details(digits, tmp_p
     assert "Per-class accuracy" in html and "cas_real" in html
 
 
+def test_list_metrics_names_each_sample_count(capsys):
+    assert main(["list", "metrics"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "n=train" in lines["cas"] and "n=-1" in lines["mse_ab"] and "n=10000" in lines["fid_domain"]
+
+
 def test_registry_records():
     for name in ALL:
         m = METRICS[name]
-        assert m.features == "labelled" and m.final_only and m.num_fake == -1 and m.higher_is_better
+        assert m.features == "labelled" and m.final_only and m.num_fake == TRAIN_SPLIT and m.higher_is_better
     assert resolve_metrics(("cas",), DATASETS["digits"](RunConfig(dataset="digits")))[0].range == (0.0, 1.0)

@@ -69,6 +69,9 @@ def accepts(dataset) -> str | None:
                 f"dataset {dataset.name!r} is not one of them")
     if not dataset.num_classes:
         return f"needs class labels; dataset {dataset.name!r} has none"
+    if classifier_split(dataset) != "train":
+        return (f"trains on the real training split and tests on the test split; this run's data_path makes "
+                f"{classifier_split(dataset)!r} the training split, so the two would be the same images")
     return None
 
 
@@ -81,16 +84,29 @@ def real_splits(dataset) -> RealSplits:
                       tensor_digest(train_x, train_y, test_x, test_y))
 
 
+DRAW_MULTIPLE = 16  # torch.randn on the CPU fills its last 16 values apart unless the count is a multiple of 16
+
+
 def synthetic_size(dataset) -> int:
-    """Samples a generator draws so that every class has the real training split's count:
-    K * the largest class count (labels cycle through the classes)."""
+    """Samples a generator draws so that every class has the real training split's count: K * the
+    largest class count (labels cycle through the classes), rounded up to a multiple of 16 rows.
+
+    The rounding keeps the synthetic set the same whatever else an evaluation draws: CPU
+    ``torch.randn(n, z)`` gives the first rows of a longer draw except, when n * z is not a multiple
+    of 16, its last row or rows; with n a multiple of 16 every row is the longer draw's."""
     real = real_splits(dataset)
-    return real.num_classes * max(real.class_counts)
+    n = real.num_classes * max(real.class_counts)
+    return -(-n // DRAW_MULTIPLE) * DRAW_MULTIPLE
 
 
 def check_labels(labels, n: int, num_classes: int, where: str = "labels") -> torch.Tensor:
     """(n,) integer labels in 0..K-1 -> int64 tensor; anything else is a UserError."""
-    y = torch.as_tensor(np.asarray(labels))
+    arr = np.asarray(labels)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise UserError(f"{where}: labels must be integers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and arr.size and not (np.abs(arr) < 2**31).all():
+        raise UserError(f"{where}: labels must be integers in 0..{num_classes - 1}, got values up to {np.nanmax(np.abs(arr))}")
+    y = torch.as_tensor(arr)
     if y.dim() != 1 or len(y) != n:
         raise UserError(f"{where}: expected {n} labels of shape ({n},), got shape {tuple(y.shape)}")
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():

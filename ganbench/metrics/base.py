@@ -25,7 +25,7 @@ class Metric:
     are read (0: the metric uses the known distribution, -1: the whole reference split).
     ``range`` = (low, high) holds every value the metric can take (``math.inf`` where unbounded;
     KID's unbiased estimate can fall below 0): the bounds an interval over seeds can be read within.
-    ``num_fake`` = ``TRAIN_SPLIT`` (-1): as many as the dataset's real training split (the
+    ``num_fake`` = ``TRAIN_SPLIT`` (-2): as many as the dataset's real training split (the
     classification metrics' synthetic training set). ``config`` names the config fields the value
     depends on (recorded in every row's protocol); ``params`` holds fixed settings of the definition
     (name, value) pairs, recorded there too. A ``final_only`` metric (one that trains classifiers,
@@ -62,7 +62,7 @@ class Metric:
         return lo - 1e-9 * max(1.0, abs(lo)) <= value <= hi + 1e-9 * max(1.0, abs(hi))
 
 
-TRAIN_SPLIT = -1  # num_fake: the size of the real training split
+TRAIN_SPLIT = -2  # num_fake: the size of the real training split (-1 is the translation metrics' whole test split)
 
 METRICS = Registry("metric", Metric)
 

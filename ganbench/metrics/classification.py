@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ganbench.features.cache import cached_arrays
+from ganbench.features.cache import cached_arrays, tensor_digest
 from ganbench.features.classifier import _train, predict, recipe_digest
 from ganbench.features.domain import classifier_for
 from ganbench.features.labelled import SEEDS, LabelledSamples, RealSplits
@@ -64,7 +64,8 @@ def fit_and_test(x: torch.Tensor, y: torch.Tensor, real: RealSplits, seed: int) 
 
 def _real_only(kind: str, real: RealSplits, seed: int, x: torch.Tensor, y: torch.Tensor, **extra) -> np.ndarray:
     """``fit_and_test`` on real data alone, cached on disk under everything that changes it."""
-    doc = {"kind": kind, "recipe": recipe_digest(), "data": real.digest, "seed": seed, **extra}
+    doc = {"kind": kind, "recipe": recipe_digest(), "data": real.digest, "seed": seed, "train": tensor_digest(x, y),
+           **extra}
     return cached_arrays("classification", doc, lambda: {"counts": fit_and_test(x, y, real, seed)})["counts"]
 
 

@@ -289,8 +289,8 @@ def _classification(r: Report, final: pd.DataFrame, out: Path) -> None:
             if per:
                 table[name] = np.mean(per, axis=0)
         if table:
-            frame = pd.DataFrame(table).T.map(lambda v: f"{v:.3f}")
-            frame.columns = [f"class {c}" for c in frame.columns]
+            frame = pd.DataFrame({f"class {c}": [f"{table[name][c]:.3f}" for name in table]
+                                  for c in range(len(next(iter(table.values()))))}, index=list(table))
             r.add("h3", f"{label} · {dataset}")
             r.add("table", table=frame.rename_axis("metric").reset_index())
         seeds = []
