@@ -76,7 +76,7 @@ if [ -n "$train" ]; then
         "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
             --jobs "$jobs" --threads 1 || echo "$part: stopped, or some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
-        echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc),$jobs" >> "$timings"
+        echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc --all),$jobs" >> "$timings"
     done
 fi
 "$python" - "$out" "$work" "$timings" "${all_parts[@]}" <<'PY'
