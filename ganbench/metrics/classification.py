@@ -40,16 +40,11 @@ from ganbench.features.classifier import _train, predict, recipe_digest
 from ganbench.features.domain import classifier_for
 from ganbench.features.labelled import SEEDS, LabelledSamples, RealSplits
 from ganbench.metrics.base import TRAIN_SPLIT, Metric, register
+from ganbench.metrics.image import memo
 from ganbench.seeding import make_generator
 
 AUG_FRACTIONS = {"aug_gain": 0.1, "aug_gain_1pct": 0.01}
 LEVEL = 0.95  # intervals over classifier seeds; gains are significant when the paired t-test's p < 1 - LEVEL
-
-
-def memo(f: LabelledSamples, key: str, compute):
-    if key not in f.memo:
-        f.memo[key] = compute()
-    return f.memo[key]
 
 
 def fit_and_test(x: torch.Tensor, y: torch.Tensor, real: RealSplits, seed: int) -> np.ndarray:
@@ -63,9 +58,10 @@ def fit_and_test(x: torch.Tensor, y: torch.Tensor, real: RealSplits, seed: int) 
 
 
 def _real_only(kind: str, real: RealSplits, seed: int, x: torch.Tensor, y: torch.Tensor, **extra) -> np.ndarray:
-    """``fit_and_test`` on real data alone, cached on disk under everything that changes it."""
-    doc = {"kind": kind, "recipe": recipe_digest(), "data": real.digest, "seed": seed, "train": tensor_digest(x, y),
-           **extra}
+    """``fit_and_test`` on real data alone, cached on disk under everything that changes it (the
+    whole training split is named by ``real.digest`` already; a subset by its own hash)."""
+    train = "whole split" if x is real.train_x else tensor_digest(x, y)
+    doc = {"kind": kind, "recipe": recipe_digest(), "data": real.digest, "seed": seed, "train": train, **extra}
     return cached_arrays("classification", doc, lambda: {"counts": fit_and_test(x, y, real, seed)})["counts"]
 
 
@@ -150,22 +146,25 @@ def subset_per_class(labels: torch.Tensor, counts: list[int], seed: int, key: st
     return torch.cat(out).sort().values
 
 
+def paired_fits(f: LabelledSamples, counts: list[int], key: str, kind: str, add: torch.Tensor,
+                **extra) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per seed: a real subset of ``counts[c]`` images of each class (drawn with the seed under
+    ``key``) alone (cached as ``kind``) and with the synthetic samples ``add`` (indices) -> (base, more)."""
+    r = f.real
+    base, more = [], []
+    for s in SEEDS:
+        idx = subset_per_class(r.train_y, counts, s, key)
+        x, y = r.train_x[idx], r.train_y[idx]
+        base.append(_real_only(kind, r, s, x, y, **extra))
+        more.append(fit_and_test(torch.cat([x, f.images[add]]), torch.cat([y, f.labels[add]]), r, s))
+    return base, more
+
+
 def aug_gain_at(f: LabelledSamples, name: str) -> float:
     fraction = AUG_FRACTIONS[name]
-    r = f.real
-    have = torch.bincount(r.train_y, minlength=r.num_classes).tolist()
-    counts = [max(1, round(fraction * n)) for n in have]
-
-    def compute():
-        base, more = [], []
-        for s in SEEDS:
-            idx = subset_per_class(r.train_y, counts, s, "subset")
-            x, y = r.train_x[idx], r.train_y[idx]
-            base.append(_real_only("aug_base", r, s, x, y, fraction=fraction))
-            more.append(fit_and_test(torch.cat([x, f.images]), torch.cat([y, f.labels]), r, s))
-        return base, more
-
-    base, more = memo(f, name, compute)
+    counts = [max(1, round(fraction * n)) for n in f.real.class_counts]
+    every = torch.arange(len(f.labels))
+    base, more = memo(f, name, lambda: paired_fits(f, counts, "subset", "aug_base", every, fraction=fraction))
     return _gain(f, name, base, more, accuracy, fraction=fraction, real_per_class=counts,
                  num_synthetic=len(f.labels))
 
@@ -185,21 +184,11 @@ def tail_counts(have: list[int], ratio: float) -> tuple[int, list[int]]:
 
 
 def rebalance_gain(f: LabelledSamples) -> float:
-    r = f.real
     ratio = float(f.settings.get("tail_ratio", 0.01))
-    n, counts = tail_counts(torch.bincount(r.train_y, minlength=r.num_classes).tolist(), ratio)
+    n, counts = tail_counts(f.real.class_counts, ratio)
     top_up = torch.cat([(f.labels == c).nonzero().squeeze(1)[: n - k] for c, k in enumerate(counts)])
-
-    def compute():
-        base, more = [], []
-        for s in SEEDS:
-            idx = subset_per_class(r.train_y, counts, s, "tail")
-            x, y = r.train_x[idx], r.train_y[idx]
-            base.append(_real_only("rebalance_base", r, s, x, y, tail_ratio=ratio))
-            more.append(fit_and_test(torch.cat([x, f.images[top_up]]), torch.cat([y, f.labels[top_up]]), r, s))
-        return base, more
-
-    base, more = memo(f, "rebalance_gain", compute)
+    base, more = memo(f, "rebalance_gain",
+                      lambda: paired_fits(f, counts, "tail", "rebalance_base", top_up, tail_ratio=ratio))
     return _gain(f, "rebalance_gain", base, more, balanced_accuracy, tail_ratio=ratio, real_per_class=counts,
                  synthetic_per_class=[n - k for k in counts])
 
