@@ -26,6 +26,7 @@ from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.features.inception import ENV_WEIGHTS
+from ganbench.features.weights import set_from_command_line
 from ganbench.losses import LOSSES
 from ganbench.metrics import METRICS
 from ganbench.metrics.base import TRAIN_SPLIT
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a plug-in that registers models, losses, datasets or metrics (repeatable)")
     r.add_argument("--inception-weights", metavar="FILE",
                    help="InceptionV3 weights for fid/is/kid (default: $GANBENCH_INCEPTION_WEIGHTS, torch hub's cache)")
+    r.add_argument("--weights", action="append", default=[], metavar="NET=FILE",
+                   help="weights of a feature network: dinov2, clip or cmmd (repeatable; default: "
+                        "$GANBENCH_<NET>_WEIGHTS, torch hub's cache)")
 
     e = sub.add_parser("eval", help="evaluate a generator or samples made elsewhere, without training")
     e.add_argument("--dataset", required=True, help="reference dataset (decides the metrics and the expected shape)")
@@ -123,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
     e.add_argument("--inception-weights", metavar="FILE",
                    help="InceptionV3 weights for fid/is/kid (default: $GANBENCH_INCEPTION_WEIGHTS, torch hub's cache)")
+    e.add_argument("--weights", action="append", default=[], metavar="NET=FILE",
+                   help="weights of a feature network: dinov2, clip or cmmd (repeatable; default: "
+                        "$GANBENCH_<NET>_WEIGHTS, torch hub's cache)")
 
     t = sub.add_parser("table", help="print the comparison table of a results folder")
     t.add_argument("dir", help="results folder")
@@ -305,14 +312,17 @@ def cmd_list(args) -> int:
             print(f"{name:{width}s} {len(s.runs()):4d} runs  {s.description}")
         return 0
     if what == "metrics":
+        width = max(map(len, METRICS), default=0)
+        fwidth = max((len(m.features) for m in METRICS.values()), default=0)
         for name, m in sorted(METRICS.items()):
             n = "train" if m.num_fake == TRAIN_SPLIT else m.num_fake
-            print(f"{name:14s} {m.arrow}  n={n:<6} {m.features:10s} {m.description}")
+            print(f"{name:{width}s} {m.arrow}  n={n:<6} {m.features:{fwidth}s} {m.description}")
         return 0
     registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "features": FEATURES, "steps": STEPS,
                 "formats": FORMATS, "tests": TESTS, "reports": REPORT_FORMATS}[what]
+    width = max(map(len, registry), default=0)
     for name, entry in sorted(registry.items()):
-        print(f"{name:14s} {_first_line(entry)}")
+        print(f"{name:{width}s} {_first_line(entry)}")
     return 0
 
 
@@ -322,20 +332,21 @@ def _load_plugins(args) -> None:
         load_plugin(spec)
 
 
-def _inception_weights(args) -> None:
-    """--inception-weights FILE: checked here, then read by ganbench.features.inception from the environment."""
+def _weights(args) -> None:
+    """--inception-weights FILE and --weights NET=FILE: checked here, then read by the extractors from
+    the environment (which worker processes inherit)."""
     path = getattr(args, "inception_weights", None)
     if path:
-
         if not Path(path).is_file():
             raise UserError(f"--inception-weights: file not found: {path}")
         os.environ[ENV_WEIGHTS] = str(Path(path).resolve())
+    set_from_command_line(getattr(args, "weights", []))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _inception_weights(args)
+        _weights(args)
         _load_plugins(args)
         commands = {"run": cmd_run, "eval": cmd_eval, "table": cmd_table, "report": cmd_report, "check": cmd_check,
                     "list": cmd_list}

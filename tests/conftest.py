@@ -38,3 +38,25 @@ def inception_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "random-inception-v3.pth"
     make_random_weights(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def dinov2_weights(tmp_path_factory):
+    """A DINOv2 ViT-S/14 checkpoint in the published format (518 x 518 position embedding,
+    ``mask_token``) with random values: the real architecture, offline."""
+    from ganbench.features.dinov2 import make_random_weights
+
+    path = tmp_path_factory.mktemp("dinov2") / "random-dinov2-vits14.pth"
+    make_random_weights(path, "vit-s-14")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_weights(tmp_path_factory):
+    """A CLIP ViT-B/32 image encoder with random values, saved as a TorchScript archive like
+    OpenAI's published files."""
+    from ganbench.features.clip import make_random_weights
+
+    path = tmp_path_factory.mktemp("clip") / "random-clip-vit-b-32.pt"
+    make_random_weights(path, "vit-b-32", torchscript=True)
+    return path

@@ -35,6 +35,7 @@ from ganbench import distributed
 from ganbench.errors import UserError
 from ganbench.features.base import FeatureExtractor, register
 from ganbench.features.cache import cached_arrays, tensor_digest
+from ganbench.features.weights import WeightsSource, add_source
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
@@ -45,6 +46,11 @@ NUM_REAL = 10_000  # real images of the reference split (the first ones in file 
 VERSION = 1  # of the extraction below: part of every cache key and row
 PREPROCESSING = ("uint8 = round((x + 1) * 127.5) clamped to [0, 255], gray -> RGB; torch-fidelity's TF1 bilinear "
                  "resize to 299x299; batch norm folded into the convolutions")
+
+
+# for ``--weights inception=FILE`` (the same variable as --inception-weights); resolved by resolve_weights below
+add_source(WeightsSource(key="inception", what="Inception weights", file_name=WEIGHTS_FILE,
+                         url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + WEIGHTS_FILE))
 
 
 def weights_url() -> str:
