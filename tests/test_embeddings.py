@@ -130,18 +130,20 @@ def test_clip_equals_torch_fidelity_on_the_same_file(clip_weights, tmp_path):
     assert np.array_equal(clip.Clip(plain)(x), ours(x))
 
 
-def test_cmmd_preprocessing_is_the_reference_bicubic_on_floats(clip_weights):
-    """The CMMD code resizes float images in [0, 1] with torch's bicubic interpolate (values may
-    leave [0, 1]); dgm-eval resizes uint8 PIL images. The two differ."""
+def test_cmmd_embeddings_are_unit_length_clip_embeddings_of_the_reference_resize(clip_weights):
+    """The CMMD code centre-crops and resizes each image file with PIL's bicubic filter (then its
+    float resize to the same size is the identity) and scales embeddings to unit length."""
     u = embedding.to_uint8(structured(2, 4))
-    net = clip.Clip(clip_weights, resize="cmmd")
-    ref = torch.nn.functional.interpolate(u.float() / 255.0, size=(224, 224), mode="bicubic")
+    net = clip.Clip(clip_weights, unit=True)
+    ref = np.stack([np.asarray(Image.fromarray(im[0].numpy(), "L").resize((224, 224), Image.BICUBIC)) for im in u])
+    ref = torch.from_numpy(ref).float()[:, None].expand(-1, 3, -1, -1) / 255.0  # gray files tiled to RGB
     ref = (ref - torch.tensor(clip.CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(clip.CLIP_STD).view(1, 3, 1, 1)
-    assert torch.equal(net.preprocess(u), ref)
-    assert not torch.equal(clip.Clip(clip_weights, resize="pil").preprocess(u), ref)
+    assert torch.equal(net.preprocess(u.expand(-1, 3, -1, -1)), ref)
     with torch.inference_mode():
-        e = net.forward(u)
+        e = net.forward(u.expand(-1, 3, -1, -1))
+        plain = clip.Clip(clip_weights).forward(u.expand(-1, 3, -1, -1))
     torch.testing.assert_close(torch.linalg.vector_norm(e, dim=1), torch.ones(2))
+    torch.testing.assert_close(e, plain / torch.linalg.vector_norm(plain, dim=1, keepdim=True))
 
 
 def test_published_clip_files_are_torch_fidelitys():

@@ -6,15 +6,19 @@ from OpenAI's published files (the TorchScript archives ``ViT-B-32.pt``, ``ViT-L
 dict with the same names (open_clip's ``openai`` weights). The embedding is ``encode_image``'s:
 the class token after ``ln_post``, times the projection. ResNet CLIPs are not supported.
 
-Two extractors, each with its reference's preprocessing:
+Both extractors resize as the references read image files: PIL's bicubic filter on the uint8
+image to the network's resolution (torchvision's ``Resize(BICUBIC)`` on a PIL image in open_clip's
+and dgm-eval's transform; ``Image.resize(BICUBIC)`` after a centre crop in the CMMD code, whose
+later float resize is then the identity), scaled to [0, 1], CLIP mean and std.
 
-- ``clip`` (``fd_clip``, ``kid_clip``, the k-NN metrics, ``vendi_clip``): dgm-eval's CLIP encoder
-  (open_clip's transform): PIL bicubic resize to the network's resolution, CLIP mean and std.
-  Any ViT variant; dgm-eval's default, ViT-L/14, is the default file.
-- ``clip_cmmd`` (``cmmd``): the CMMD reference code (Jayasumana et al. 2024): images as floats in
-  [0, 1], ``torch.nn.functional.interpolate(..., mode="bicubic")`` to 336 x 336 (no antialiasing,
-  no clamping), CLIP mean and std, ViT-L/14@336, embeddings scaled to unit length. Another variant
-  is an error unless ``GANBENCH_ALLOW_OTHER_WEIGHTS=1`` (tests use ViT-B/32).
+- ``clip`` (``fd_clip``, ``kid_clip``, the k-NN metrics, ``vendi_clip``, ``rke_modes_clip``):
+  ``encode_image`` embeddings of any ViT variant; OpenAI's ViT-L/14 is the default file. This is
+  torch-fidelity's ``clip-vit-*`` feature. dgm-eval's CLIP column differs in two ways that
+  ganbench does not copy: it uses open_clip's DataComp ViT-L/14 weights (GELU, not OpenAI's
+  QuickGELU) and the 1,024-d features before the projection.
+- ``clip_cmmd`` (``cmmd``): the CMMD reference (Jayasumana et al. 2024): ViT-L/14@336
+  embeddings scaled to unit length. Another variant is an error unless
+  ``GANBENCH_ALLOW_OTHER_WEIGHTS=1`` (tests use ViT-B/32).
 """
 
 from __future__ import annotations
@@ -66,13 +70,13 @@ def variant_of(state: dict[str, torch.Tensor]) -> str:
 
 
 class Clip(Network):
-    """CLIP's image encoder with one of two preprocessings: ``"pil"`` (dgm-eval) or ``"cmmd"``."""
+    """CLIP's image encoder; ``unit``: embeddings scaled to unit length (CMMD)."""
 
     family = "clip"
     version = 1
 
     def __init__(self, path: Path, device: torch.device = torch.device("cpu"), batch_size: int = 32,
-                 resize: str = "pil"):
+                 unit: bool = False):
         from torch_fidelity.feature_extractor_clip import build_model
 
         super().__init__(path, device, batch_size)
@@ -85,29 +89,15 @@ class Clip(Network):
         self.visual = model.visual.to(device).eval().requires_grad_(False)
         self.resolution = self.visual.input_resolution
         self.dim = self.visual.output_dim
-        self.resize = resize
-        self.unit = resize == "cmmd"
-        if resize == "pil":
-            self.family = "clip"
-            self.preprocessing = (f"uint8 = round((x + 1) * 127.5), gray -> RGB; PIL bicubic resize to "
-                                  f"{self.resolution}x{self.resolution}; /255; CLIP mean/std; encode_image")
-        elif resize == "cmmd":
-            self.family = "clip-cmmd"
-            self.preprocessing = (f"uint8 = round((x + 1) * 127.5), gray -> RGB; /255; torch bicubic interpolate to "
-                                  f"{self.resolution}x{self.resolution} (no antialias, no clamp); CLIP mean/std; "
-                                  f"encode_image; L2-normalised")
-        else:
-            raise ValueError(f"resize must be 'pil' or 'cmmd', not {resize!r}")
+        self.unit = unit
+        self.family = "clip-cmmd" if unit else "clip"
+        self.preprocessing = (f"uint8 = round((x + 1) * 127.5), gray -> RGB; PIL bicubic resize to "
+                              f"{self.resolution}x{self.resolution}; /255; CLIP mean/std; encode_image"
+                              + ("; L2-normalised" if unit else ""))
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> the network's float input (N, 3, R, R)."""
-        r = self.resolution
-        if self.resize == "pil":
-            x = pil_bicubic(x, r).float().div_(255.0)
-        else:
-            x = x.float().div_(255.0)
-            if x.shape[-2:] != (r, r):
-                x = torch.nn.functional.interpolate(x, size=(r, r), mode="bicubic")
+        x = pil_bicubic(x, self.resolution).float().div_(255.0)
         return normalise(x, CLIP_MEAN, CLIP_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,11 +160,11 @@ def _cmmd_variant(net: Network) -> str | None:
 
 
 CLIP = register_embedding(Embedding(
-    name="clip", source=SOURCE, build=lambda path, device: Clip(path, device, resize="pil"),
-    description="CLIP image embeddings (any ViT; ViT-L/14 by default), dgm-eval preprocessing",
+    name="clip", source=SOURCE, build=lambda path, device: Clip(path, device),
+    description="CLIP encode_image embeddings (any ViT; OpenAI's ViT-L/14 by default), PIL bicubic resize",
 ))
 CLIP_CMMD = register_embedding(Embedding(
-    name="clip_cmmd", source=SOURCE_CMMD, build=lambda path, device: Clip(path, device, resize="cmmd"),
+    name="clip_cmmd", source=SOURCE_CMMD, build=lambda path, device: Clip(path, device, unit=True),
     check=_cmmd_variant,
-    description="unit-length CLIP ViT-L/14@336 embeddings with the CMMD reference's bicubic resize (cmmd)",
+    description="unit-length CLIP ViT-L/14@336 embeddings, as the CMMD reference computes them (cmmd)",
 ))
