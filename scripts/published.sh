@@ -136,9 +136,11 @@ for name in names:
                + ".", ""]
     mine = spent[spent["suite"] == name]
     if len(mine):
-        per = mine.groupby("setting", sort=False)["seconds"].sum().astype(int)
-        md += ["Wall time of each part on this machine (seconds, 2 cores, `--jobs 2`): "
-               + ", ".join(f"{k} {v:,}" for k, v in per.items()) + ".", ""]
+        per = mine.groupby("setting", sort=False).agg(seconds=("seconds", "sum"), jobs=("jobs", list))
+        md += ["Wall time of each part on this machine (seconds on 2 cores, summed over the sessions that ran it, "
+               "with each session's `--jobs`): "
+               + ", ".join(f"{k} {int(v.seconds):,} (--jobs {', '.join(map(str, v.jobs))})" for k, v in per.iterrows())
+               + ".", ""]
 md += [legend([])[0], ""]
 atomic_write_text(out / "published.md", "\n".join(md))
 if csv:
