@@ -85,7 +85,8 @@ def test_every_metric_names_a_registered_extractor_and_every_extractor_its_input
 
     assert sorted({m.features for m in METRICS.values()}) == sorted(FEATURES)
     assert {name: f.inputs for name, f in FEATURES.items()} == {
-        "mode2d": "points", "inception": "images", "domain": "images", "stacked": "images",
+        "mode2d": "points", "points": "points", "inception": "images", "dinov2": "images", "clip": "images",
+        "clip_cmmd": "images", "domain": "images", "stacked": "images",
         "translation": "translations", "translation-domain": "translations", "labelled": "images"}
     assert [name for name, f in FEATURES.items() if f.labelled] == ["labelled"]
 
