@@ -366,3 +366,33 @@ def test_eval_vendi_and_rke_on_2d_points(tmp_path):
     assert values["perfect"]["rke_modes"] == pytest.approx(8.0, rel=0.03)
     assert values["collapsed"]["rke_modes"] == pytest.approx(1.0, rel=0.03)
     assert 8.0 < values["perfect"]["vendi"] < 9.0 and values["collapsed"]["vendi"] < 1.1
+
+
+def test_eval_on_a_folder_and_a_generator(tmp_path, dinov2_weights, allow_other, small_protocol):
+    """The same extractors read an image folder and a Python generator; 2-D scores a callable's points."""
+    digits = DATASETS["digits"](RunConfig(dataset="digits"))
+    images = embedding.to_uint8(digits.real_images("train")[0][:24])[:, :1]
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im[0].numpy(), "L").save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="rank-deficient"):
+        assert main(["eval", "--dataset", "digits", "--samples", str(folder), "--metrics", "fd_dinov2,vendi_dinov2",
+                     "--weights", f"dinov2={dinov2_weights}", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["protocol"]["extractor"] for r in rows] == ["dinov2-vit-s-14"] * 2
+    # the folder holds the same images as the first 24 training digits: the same embeddings
+    direct = dinov2.DINOV2(digits.real_images("train")[0][:24], digits)
+    assert rows[1]["value"] == pytest.approx(vendi_cosine(direct.fake), rel=1e-6)
+    gen = tmp_path / "ring.py"
+    gen.write_text("import math, torch\n"
+                   "def ring(z):\n"
+                   "    k = (z[:, 0].abs() * 1000).long() % 8\n"
+                   "    a = 2 * math.pi * k.double() / 8\n"
+                   "    return (torch.stack([a.cos(), a.sin()], 1) + 0.01 * z[:, 1:3].double()).float()\n")
+    out2 = tmp_path / "out2"
+    assert main(["eval", "--dataset", "ring8", "--generator", f"{gen}:ring", "--z-dim", "3", "--metrics",
+                 "rke_modes,modes", "--out", str(out2)]) == 0
+    values = {json.loads(line)["metric"]: json.loads(line)["value"] for line in (out2 / "results.jsonl").read_text().splitlines()}
+    assert values["modes"] == 8 and values["rke_modes"] == pytest.approx(8.0, rel=0.03)
