@@ -30,7 +30,7 @@ import torch
 
 from ganbench.errors import UserError
 from ganbench.features.embedding import Embedding, Network, normalise, pil_bicubic, register_embedding
-from ganbench.features.weights import WeightsSource, load_state_dict
+from ganbench.features.weights import WeightsSource, file_sha256, load_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -110,8 +110,6 @@ def make_random_weights(path: Path, variant: str = "vit-b-32", seed: int = 0, to
     projection the loader reads the width from), as a state dict or, with ``torchscript``, as a
     TorchScript archive like OpenAI's files. For tests and offline demonstrations. Returns the sha256."""
     from torch_fidelity.feature_extractor_clip import VisionTransformer
-
-    from ganbench.features.weights import file_sha256
 
     (width, patch, res), _ = next((k, v) for k, v in VARIANTS.items() if v[0] == variant)
     embed = {768: 512, 1024: 768}[width]

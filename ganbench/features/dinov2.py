@@ -26,7 +26,7 @@ import torch
 
 from ganbench.errors import UserError
 from ganbench.features.embedding import Embedding, Network, normalise, pil_bicubic, register_embedding
-from ganbench.features.weights import WeightsSource, load_state_dict
+from ganbench.features.weights import WeightsSource, file_sha256, load_state_dict
 
 SIZE = 224
 PATCH = 14
@@ -120,8 +120,6 @@ def make_random_weights(path: Path, variant: str = "vit-s-14", seed: int = 0) ->
     with random values, for tests and offline demonstrations: layer scales of 1 (the DINOv2 code's
     ``init_values``), so that every block reads the image. Returns the file's sha256."""
     import timm
-
-    from ganbench.features.weights import file_sha256
 
     arch = {v[0]: v[1] for v in VARIANTS.values()}[variant]
     with torch.random.fork_rng(devices=[]):

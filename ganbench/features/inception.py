@@ -20,7 +20,6 @@ with torch-fidelity and with the original TensorFlow FID. ganbench adds:
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from ganbench import distributed
 from ganbench.errors import UserError
 from ganbench.features.base import FeatureExtractor, register
 from ganbench.features.cache import cached_arrays, tensor_digest
-from ganbench.features.weights import WeightsSource, add_source
+from ganbench.features.weights import WeightsSource, add_source, file_sha256
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
@@ -81,14 +80,6 @@ def resolve_weights(path: str | os.PathLike | None = None) -> Path:
     except Exception:  # offline, proxy, partial download: the same one-line instructions
         raise UserError(hint) from None
     return target
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_weights(path: Path, allow_other: bool | None = None) -> str:
