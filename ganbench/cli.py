@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     cg = c.add_mutually_exclusive_group(required=True)
     cg.add_argument("--baseline", metavar="FILE.json", help="baseline to compare with")
     cg.add_argument("--update", metavar="FILE.json", help="write the folder's results as a new baseline")
-    c.add_argument("--k", type=float, default=3.0, help="tolerance in standard errors of the difference (default 3)")
+    c.add_argument("--alpha", type=float, default=0.01,
+                   help="family-wise false-alarm rate over all the comparisons (default 0.01)")
 
     ls = sub.add_parser("list", help="list registered models, losses, datasets, metrics or suites")
     ls.add_argument("what", choices=LISTS)
@@ -285,14 +286,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_check(args) -> int:
-    if not (args.k > 0 and args.k != float("inf")):  # also refuses nan
-        raise UserError(f"--k must be a number > 0, got {args.k}")
+    if not 0 < args.alpha < 1:  # also refuses nan
+        raise UserError(f"--alpha must be a number in (0, 1), got {args.alpha}")
     df = load_results(Path(args.dir))
     if args.update:
         write_baseline(df, Path(args.update))
         print(f"baseline written to {args.update}")
         return 0
-    text, regressed = check(df, load_baseline(Path(args.baseline)), k=args.k)
+    text, regressed = check(df, load_baseline(Path(args.baseline)), alpha=args.alpha)
     print(text)
     return 1 if regressed else 0
 

@@ -14,9 +14,9 @@ from ganbench.results.check import check, load_baseline
 from ganbench.results.store import load_results
 
 
-def assert_no_regression(results_dir, baseline, k: float = 3.0) -> None:
+def assert_no_regression(results_dir, baseline, alpha: float = 0.01) -> None:
     """Raise ``AssertionError`` with the verdict table when a setting of ``results_dir`` regressed
     against the baseline file (the rule of ``ganbench check``); bad input raises ``UserError``."""
-    table, regressed = check(load_results(Path(results_dir)), load_baseline(Path(baseline)), k=k)
+    table, regressed = check(load_results(Path(results_dir)), load_baseline(Path(baseline)), alpha=alpha)
     if regressed:
         raise AssertionError(f"regression against {baseline}:\n{table}")

@@ -1,11 +1,14 @@
 """Regression check: verdicts on synthetic rows, bad baseline files, and a tiny real suite where a run
 trained for far too few steps fails `ganbench check` and a normal run passes."""
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from ganbench.errors import UserError
-from ganbench.results.check import compare, load_baseline, write_baseline
+from ganbench.results.check import RESAMPLES, compare, holm, load_baseline, min_p, permutation_p, write_baseline
 from ganbench.results.store import load_results
 
 
@@ -16,46 +19,118 @@ def _rows(values, protocol="p1"):
                          for i, v in enumerate(values)])
 
 
+def _values(path):
+    import json
+
+    return json.loads(path.read_text())["entries"][0]["values"]
+
+
+def _brute_force_p(new, base):
+    """The exact one-sided permutation p-value by enumerating every split."""
+    import itertools
+
+    pooled, n = list(new) + list(base), len(new)
+    observed = sum(new) / n
+    splits = [sum(pooled[i] for i in c) / n for c in itertools.combinations(range(len(pooled)), n)]
+    return sum(m <= observed + 1e-12 for m in splits) / len(splits)
+
+
+BASE30 = [0.80 + 0.001 * i for i in range(30)]
+
+
 def test_check_verdicts(tmp_path):
     path = tmp_path / "base.json"
-    write_baseline(_rows([0.80, 0.82, 0.84]), path)   # mean 0.82, std 0.02
+    write_baseline(_rows(BASE30), path)
+    assert _values(path) == pytest.approx(BASE30)              # every seed's value, in seed order
     base = load_baseline(path)
-    tol = 3 * 0.02 * (2 / 3) ** 0.5
-    ok = compare(_rows([0.78, 0.80, 0.82]), base)      # worse by 0.02 < tol ~ 0.049
-    assert ok.loc[0, "verdict"] == "ok" and ok.loc[0, "tolerance"] == pytest.approx(tol)
-    bad = compare(_rows([0.50, 0.52, 0.54]), base)     # worse by 0.30
-    assert bad.loc[0, "verdict"] == "REGRESSED"
+    ok = compare(_rows([0.805, 0.81, 0.82]), base)           # inside the baseline's seeds
+    assert ok.loc[0, "verdict"] == "ok"
+    assert ok.loc[0, "p"] == pytest.approx(_brute_force_p([0.805, 0.81, 0.82], BASE30))
+    bad = compare(_rows([0.50, 0.52, 0.54]), base)           # below every baseline seed: the lowest of C(33, 3) splits
+    assert bad.loc[0, "p"] == pytest.approx(1 / math.comb(33, 3)) and bad.loc[0, "verdict"] == "REGRESSED"
+    assert bad.loc[0, "worse_by"] == pytest.approx(np.mean(BASE30) - 0.52)
+    lower = compare(_rows([0.5, 0.5, 0.5]).assign(higher_is_better=False), load_baseline(_write(
+        tmp_path, _rows(BASE30).assign(higher_is_better=False))))   # lower is better: 0.5 is no regression
+    assert lower.loc[0, "verdict"] == "ok" and lower.loc[0, "p"] == pytest.approx(1.0)
     with pytest.raises(UserError, match="protocols"):
         compare(_rows([0.8, 0.8], protocol="p2"), base)
 
 
-def test_diverged_seeds_and_duplicate_labels_and_bad_k(tmp_path):
-    path = tmp_path / "base.json"
-    write_baseline(_rows([0.80, 0.82, 0.84]), path)
+def _write(tmp_path, rows, name="other.json"):
+    write_baseline(rows, tmp_path / name)
+    return tmp_path / name
+
+
+def test_permutation_p_is_exact_with_ties_and_deterministic_when_sampled():
+    modes = [8.0] * 25 + [7.0] * 4 + [5.0]                    # a metric with few values: ties everywhere
+    for new in ([7.0, 8.0, 8.0], [7.0, 7.0, 5.0], [8.0, 8.0, 8.0]):
+        assert permutation_p(new, modes) == pytest.approx(_brute_force_p(new, modes))
+    assert permutation_p([8.0] * 3, [8.0] * 30) == 1.0        # every seed alike
+    rng = np.random.default_rng(1)
+    base, new = rng.normal(size=40), rng.normal(size=10) - 1.0  # C(50, 10) splits: sampled
+    p = permutation_p(new, base)
+    assert p == permutation_p(new, base) and 1 / (1 + RESAMPLES) <= p < 0.01
+    assert min_p(3, 30) == 1 / 5456 and min_p(10, 40) == 1 / (1 + RESAMPLES)
+
+
+def test_holm_adjusts_in_step_down_order():
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])         # 3 tested: 3 * 0.01, max(2 * 0.03, .), max(., 1 * 0.04)
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+
+
+def test_family_wise_rule_over_all_comparisons(tmp_path):
+    """Three metrics each just short of significance alone at alpha / 3 pass; the family is what counts."""
+    rows = pd.concat([_rows(BASE30).assign(metric=m) for m in ("hq", "kl", "modes")])
+    base = load_baseline(_write(tmp_path, rows))
+    worst = [0.80, 0.801, 0.802]                              # the 3 lowest seeds' values again: 15 of 5456 splits tie or beat it
+    new = pd.concat([_rows(worst).assign(metric=m) for m in ("hq", "kl", "modes")])
+    v = compare(new, base)
+    assert v.attrs["family"] == 3 and np.allclose(v["p"], 15 / 5456) and np.allclose(v["p_holm"], 3 * 15 / 5456)
+    assert (v["verdict"] == "REGRESSED").all()               # 45 / 5456 = 0.0082 < 0.01
+    assert (compare(new, base, alpha=0.008)["verdict"] == "ok").all()
+
+
+def test_diverged_seeds_and_duplicate_labels_and_bad_alpha(tmp_path):
+    path = _write(tmp_path, _rows(BASE30), "base.json")
     base = load_baseline(path)
     assert base.loc[0, "diverged"] == 0
     new = _rows([0.83, 0.0, 0.0])
     new.loc[1:, "status"], new.loc[1:, "value"] = "diverged", None  # one finished seed, two diverged
-    v = compare(new, base)
-    assert v.loc[0, "verdict"] == "REGRESSED (diverged 2/3, baseline 0/3)"
-    assert v.loc[0, "tolerance"] == pytest.approx(3 * 0.02 * (1 / 3 + 1 / 1) ** 0.5)  # n = 1 finished seed
+    v = compare(new, base).set_index("metric")
+    # Fisher's exact test, 2 of 3 against 0 of 30: both diverged runs in the new group, C(2, 2) C(31, 1) / C(33, 3)
+    assert v.loc["diverged", "p"] == pytest.approx(31 / math.comb(33, 3))
+    assert v.loc["diverged", "p_holm"] == pytest.approx(2 * 31 / math.comb(33, 3))   # a family of 2: hq and diverged
+    assert v.loc["diverged", "verdict"] == "ok" and v.loc["hq", "verdict"] == "ok"  # 0.011 > 0.01
+    assert compare(new, base, alpha=0.05).set_index("metric").loc["diverged", "verdict"] == "REGRESSED"
+    one = _rows([0.83, 0.82, 0.0])
+    one.loc[2, "status"], one.loc[2, "value"] = "diverged", None
+    assert (compare(one, base)["verdict"] == "ok").all()      # 1 of 3 against 0 of 30: p = 3 / 33, not significant
+    gone = _rows([0.0, 0.0, 0.0]).assign(status="diverged", value=None)
+    assert (compare(gone, base).set_index("metric").loc["hq", "verdict"]) == "REGRESSED"   # no value left
     two = pd.concat([_rows([0.8, 0.8]), _rows([0.2, 0.2]).assign(group_id="other", run_id=lambda d: d.run_id + "x")])
     with pytest.raises(UserError, match="label 'ns' on ring8 stands for several configurations"):
         write_baseline(two, tmp_path / "two.json")
     with pytest.raises(UserError, match="several configurations"):
         compare(two, base)
-    for k in (float("nan"), 0.0, -1.0):
-        with pytest.raises(UserError, match="k must be a number > 0"):
-            compare(_rows([0.8, 0.8]), base, k=k)
+    for alpha in (float("nan"), 0.0, 1.0, -1.0, True):
+        with pytest.raises(UserError, match="alpha must be a number in"):
+            compare(_rows([0.8, 0.8]), base, alpha=alpha)
+
+
+def test_a_baseline_too_small_to_ever_fail_is_refused(tmp_path):
+    base = load_baseline(_write(tmp_path, _rows([0.80, 0.82, 0.84, 0.86])))
+    with pytest.raises(UserError, match=r"could never fail: with 4 baseline seeds and 3 new ones the smallest "
+                                        r"possible p-value is 0\.0286"):
+        compare(_rows([0.1, 0.1, 0.1]), base)
 
 
 @pytest.mark.parametrize("field, value", [("n", 0), ("n", None), ("mean", "0.16"), ("higher_is_better", 1),
-                                          ("diverged", 5)])
+                                          ("diverged", 5), ("values", [0.8, 0.8]), ("values", [0.8, None, 0.8]),
+                                          ("values", "0.8")])
 def test_malformed_baseline_entries_are_user_errors(tmp_path, field, value):
     import json
 
-    path = tmp_path / "base.json"
-    write_baseline(_rows([0.80, 0.82, 0.84]), path)
+    path = _write(tmp_path, _rows([0.80, 0.82, 0.84]), "base.json")
     doc = json.loads(path.read_text())
     doc["entries"][0][field] = value
     path.write_text(json.dumps(doc))
@@ -66,35 +141,25 @@ def test_malformed_baseline_entries_are_user_errors(tmp_path, field, value):
 def test_bad_baseline_files_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_baseline(tmp_path / "missing.json")
-    (tmp_path / "corrupt.json").write_text('{"format": 1, "entr')
+    (tmp_path / "corrupt.json").write_text('{"format": 2, "entr')
     with pytest.raises(UserError, match="not valid JSON"):
         load_baseline(tmp_path / "corrupt.json")
-    (tmp_path / "other.json").write_text('{"format": 1, "entries": [{"dataset": "ring8"}]}')
+    (tmp_path / "other.json").write_text('{"format": 2, "entries": [{"dataset": "ring8"}]}')
     with pytest.raises(UserError, match="entries lack"):
         load_baseline(tmp_path / "other.json")
+    (tmp_path / "old.json").write_text('{"format": 1, "entries": []}')
+    with pytest.raises(UserError, match="format 1 .* write it again from its results with `ganbench check DIR --update"):
+        load_baseline(tmp_path / "old.json")
 
 
 def test_no_overlap_and_changed_protocol_are_refused(tmp_path):
-    path = tmp_path / "base.json"
-    write_baseline(_rows([0.80, 0.82, 0.84]), path)
-    base = load_baseline(path)
+    base = load_baseline(_write(tmp_path, _rows(BASE30)))
     with pytest.raises(UserError, match="no setting of the results matches"):
         compare(_rows([0.8, 0.8]).assign(label="other"), base)
     # Same setting and metric under another protocol: refused even when something else matches.
     both = pd.concat([_rows([0.8, 0.8], protocol="p2"), _rows([0.8, 0.8]).assign(label="x", run_id=["x0", "x1"])])
     with pytest.raises(UserError, match="incompatible protocols"):
         compare(both, base)
-
-
-def test_tolerance_uses_both_sample_sizes_and_the_floor(tmp_path):
-    path = tmp_path / "base.json"
-    write_baseline(_rows([0.5, 0.5, 0.5, 0.5]), path)         # std 0: the floor applies
-    v = compare(_rows([0.4995, 0.4995]), load_baseline(path))
-    assert v.loc[0, "tolerance"] == pytest.approx(1e-3) and v.loc[0, "verdict"] == "ok"
-    assert compare(_rows([0.498, 0.498]), load_baseline(path)).loc[0, "verdict"] == "REGRESSED"
-    write_baseline(_rows([0.1, 0.2, 0.3, 0.4]), path)         # std sqrt(1/60)
-    v = compare(_rows([0.2, 0.2]), load_baseline(path), k=2)
-    assert v.loc[0, "tolerance"] == pytest.approx(2 * (1 / 60) ** 0.5 * (1 / 4 + 1 / 2) ** 0.5)
 
 
 # A tiny real suite: hinge loss with spectral norm on ring8 finds most of the 8 modes in 600 steps.
@@ -108,7 +173,8 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """Results folders: a baseline (seeds 10-13), a normal run (seeds 0-2) and a run degraded by
+    """Results folders: a baseline (seeds 10-20: with 3 new seeds the smallest p is 1 / C(14, 3) = 1 / 364,
+    small enough for alpha 0.01 over 3 metrics), a normal run (seeds 0-2) and a run degraded by
     training for far too few steps (5 instead of 600, same seeds)."""
     import torch
 
@@ -116,7 +182,7 @@ def tiny_runs(tmp_path_factory):
     from ganbench.runs.suite import run_suite
 
     root = tmp_path_factory.mktemp("tiny-ci")
-    for name, seeds, overrides in [("base", [10, 11, 12, 13], {}), ("normal", [0, 1, 2], {}),
+    for name, seeds, overrides in [("base", list(range(10, 21)), {}), ("normal", [0, 1, 2], {}),
                                    ("degraded", [0, 1, 2], {"steps": 5})]:
         suite = suite_from_dict(TINY, "tiny-ci", overrides, seeds)
         run_suite(suite, root / name, torch.device("cpu"), progress=False)
@@ -129,7 +195,7 @@ def test_check_cli_fails_a_degraded_run_and_passes_a_normal_one(tiny_runs, capsy
     baseline = tiny_runs / "ci.json"
     assert main(["check", str(tiny_runs / "base"), "--update", str(baseline)]) == 0
     assert main(["check", str(tiny_runs / "normal"), "--baseline", str(baseline)]) == 0
-    assert capsys.readouterr().out.rstrip().endswith("ok: 3 comparisons")
+    assert "ok: 3 comparisons; family-wise alpha 0.01 over 3 tests" in capsys.readouterr().out
     assert main(["check", str(tiny_runs / "degraded"), "--baseline", str(baseline)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSED" in out and "regression(s) in 3 comparisons" in out
@@ -147,7 +213,33 @@ def test_assert_no_regression_helper(tiny_runs):
     write_baseline(load_results(tiny_runs / "base"), baseline)
     assert_no_regression(tiny_runs / "normal", baseline)
     with pytest.raises(AssertionError, match="REGRESSED") as e:
-        assert_no_regression(tiny_runs / "degraded", baseline, k=3)
+        assert_no_regression(tiny_runs / "degraded", baseline, alpha=0.01)
     assert "| verdict" in str(e.value) and "mlp/hinge+sn" in str(e.value)
     with pytest.raises(UserError):
         assert_no_regression(tiny_runs / "normal", tiny_runs / "missing.json")
+
+
+def test_calibration_script_counts_family_wise_false_alarms_and_detections(tmp_path):
+    """scripts/check_calibration.py splits a folder of seeds into disjoint re-runs and counts a re-run
+    once however many of its comparisons fail; the former 3-sigma rule is counted beside it."""
+    import importlib.util
+    from pathlib import Path
+
+    from ganbench.results.store import append_rows
+
+    spec = importlib.util.spec_from_file_location("check_calibration",
+                                                  Path(__file__).parents[1] / "scripts" / "check_calibration.py")
+    calibration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibration)
+    rows = pd.concat([_rows(BASE30).assign(metric=m) for m in ("hq", "kl")])
+    baseline = load_baseline(_write(tmp_path, rows))
+    # seeds 0-2 like the baseline; seeds 3-5 far below it on both metrics; seeds 6-8 below on hq only
+    values = [0.81, 0.82, 0.815, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    new = pd.concat([_rows(values).assign(metric="hq"),
+                     _rows(values[:6] + [0.81, 0.82, 0.815]).assign(metric="kl")])
+    append_rows(tmp_path / "runs", new.to_dict("records"))
+    out = calibration.reruns(tmp_path / "runs", 0, 3, 3, baseline, 0.01, "unchanged")
+    assert [(r["seeds"], r["failed"], r["comparisons"]) for r in out] == [("0-2", 0, 2), ("3-5", 2, 2), ("6-8", 1, 2)]
+    assert [r["which"] for r in out] == ["", "ns hq; ns kl", "ns hq"]
+    assert [r["former_rule_failed"] for r in out] == [0, 2, 1]
+    assert calibration.rate(1, 100).startswith("1 of 100 (1.0 %, 95 % interval 0.0-5.4 %)")

@@ -1,16 +1,22 @@
 """Regression check of a results folder against a committed baseline file.
 
-Rule, per (dataset, label, metric, protocol) present in both: let m_b, s_b, n_b be the baseline's
-mean, standard deviation and number of seeds, and m the new mean over n seeds. The new runs regress
-when they are worse than the baseline (in the metric's direction) by more than
+Rule: every (dataset, label, metric, protocol) present in both is one hypothesis of a family, and
+the check fails when any of them is rejected at the family-wise error rate ``alpha`` (0.01 by
+default) by Holm's step-down procedure:
 
-    tol = max(k * s_b * sqrt(1/n_b + 1/n), floor)
+- a metric: an exact one-sided permutation test that the new seeds' mean is worse than the baseline
+  seeds' mean (statistic: the difference of means; every split of the pooled seeds into a "new" and
+  a "baseline" group of the observed sizes is equally likely when nothing changed). It assumes only
+  that seeds are exchangeable, so a metric that takes few values (modes) or a seed that sometimes
+  drops modes needs no normal approximation and no floor. With more than ``EXACT`` splits it uses
+  ``RESAMPLES`` random ones from a fixed generator, so the verdict is the same on every run.
+- divergence: Fisher's exact one-sided test that the new runs diverge (or fail) more often, one
+  hypothesis per setting, in the family only when a seed diverged on either side (a test that cannot
+  reject is no hypothesis: Tarone's rule).
 
-with k = 3 by default. If the new seeds come from the baseline's distribution the difference of the
-two means has standard deviation s_b * sqrt(1/n_b + 1/n), so with a known s_b a one-sided 3-sigma
-threshold raises a false alarm with probability 1 - Phi(3) ~ 0.13% per metric and setting; with s_b
-estimated from few seeds the tail is heavier (Student t with n_b - 1 degrees of freedom: about 4.8%
-per comparison for n_b = 3), which the absolute floor keeps in check when s_b happens to be small.
+A setting whose new seeds all diverged has no mean to test and regressed. A baseline so small that
+no result could be rejected (the smallest permutation p-value above alpha / family size) is refused,
+since such a check could never fail.
 """
 
 from __future__ import annotations
@@ -19,23 +25,40 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ganbench.errors import UserError
 from ganbench.io import atomic_write_json
 from ganbench.results.formats import to_markdown
-from ganbench.results.tables import summarize
+from ganbench.results.tables import final_rows, summarize
 
 KEYS = ["dataset", "label", "metric", "protocol_id"]
+FORMAT = 2
+ALPHA = 0.01
+EXACT = 100_000      # enumerate every split up to this many
+RESAMPLES = 100_000  # random splits beyond it
 
 
 def baseline_from(df: pd.DataFrame) -> dict:
-    """A baseline document from result rows: one entry per setting x metric x protocol."""
+    """A baseline document from result rows: one entry per setting x metric x protocol, with the
+    value of every finished seed (in seed order) and the count of diverged ones."""
     s = _summary(df, "the results")
+    values = seed_values(df)
     entries = [{k: r[k] for k in KEYS} | {"higher_is_better": bool(r["higher_is_better"]),
-               "mean": _num(r["mean"]), "std": _num(r["std"]), "n": int(r["n"]), "diverged": int(r["diverged"])}
+               "mean": _num(r["mean"]), "std": _num(r["std"]), "n": int(r["n"]), "diverged": int(r["diverged"]),
+               "values": [float(v) for v in values.get(tuple(r[k] for k in KEYS), [])]}
                for _, r in s.iterrows()]
-    return {"format": 1, "entries": entries}
+    return {"format": FORMAT, "entries": entries}
+
+
+def seed_values(df: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    """Per (dataset, label, metric, protocol): the final values of the finished seeds, in seed order."""
+    final = final_rows(df)
+    ok = final[final["status"] == "ok"].sort_values("seed", kind="stable")
+    return {k: pd.to_numeric(g["value"], errors="coerce").dropna().to_numpy(dtype=float)
+            for k, g in ok.groupby(KEYS, sort=False, dropna=False)}
 
 
 def _summary(df: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -58,7 +81,7 @@ def write_baseline(df: pd.DataFrame, path: Path) -> None:
         raise UserError(f"cannot write baseline {path}: {e.strerror or e}") from None
 
 
-REQUIRED = KEYS + ["higher_is_better", "mean", "std", "n"]
+REQUIRED = KEYS + ["higher_is_better", "mean", "std", "n", "diverged", "values"]
 
 
 def load_baseline(path: Path) -> pd.DataFrame:
@@ -71,55 +94,124 @@ def load_baseline(path: Path) -> pd.DataFrame:
         raise UserError(f"cannot read baseline {path}: {e}") from None
     except ValueError as e:
         raise UserError(f"baseline {path} is not valid JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("entries"), list):
-        raise UserError(f"baseline {path} is not a ganbench baseline (expected {{\"format\": 1, \"entries\": [...]}})")
+    if isinstance(doc, dict) and doc.get("format") == 1:
+        raise UserError(f"baseline {path} has format 1 (means and spreads only), but the check needs every seed's "
+                        f"value: write it again from its results with `ganbench check DIR --update {path}`")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("entries"), list):
+        raise UserError(f"baseline {path} is not a ganbench baseline "
+                        f"(expected {{\"format\": {FORMAT}, \"entries\": [...]}})")
     entries = pd.DataFrame(doc["entries"])
     missing = [k for k in REQUIRED if k not in entries.columns]
     if entries.empty or missing:
         raise UserError(f"baseline {path} has no entries" if entries.empty else
                         f"baseline {path}: entries lack {', '.join(missing)}")
-    if "diverged" not in entries.columns:
-        entries["diverged"] = 0
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
     for i, e in enumerate(doc["entries"]):
-        number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
-        count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-        if not (number(e["mean"]) and number(e["std"]) and count(e["n"]) and e["n"] >= 1
-                and count(e.get("diverged", 0)) and e.get("diverged", 0) <= e["n"]
-                and isinstance(e["higher_is_better"], bool)):
+        values = e["values"]
+        if not (all(v is None or number(v) for v in (e["mean"], e["std"])) and count(e["n"]) and e["n"] >= 1
+                and count(e["diverged"]) and e["diverged"] <= e["n"] and isinstance(e["higher_is_better"], bool)
+                and isinstance(values, list) and all(number(v) for v in values)
+                and len(values) == e["n"] - e["diverged"]):
             raise UserError(f"baseline {path}: entry {i} is malformed (mean and std numbers or null, n a count >= 1, "
-                            "diverged a count <= n, higher_is_better true or false)")
+                            "diverged a count <= n, higher_is_better true or false, values a list of the n - diverged "
+                            "finished seeds' numbers)")
     if entries.duplicated(KEYS).any():
         raise UserError(f"baseline {path}: an entry appears twice (same dataset, label, metric and protocol)")
     return entries
 
 
-def compare(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0, floor: float = 1e-3) -> pd.DataFrame:
-    """Verdict per setting x metric: ok, regressed; raises UserError when nothing is comparable.
+def permutation_p(new, base) -> float:
+    """One-sided p-value that ``new``'s mean is lower than ``base``'s (both signed so that higher is
+    better): the share of the splits of the pooled values into groups of the two sizes whose "new"
+    mean is as low as observed or lower. Exact up to ``EXACT`` splits, else ``RESAMPLES`` random
+    splits from a fixed generator (p = (1 + hits) / (1 + RESAMPLES))."""
+    new, base = np.asarray(new, dtype=float), np.asarray(base, dtype=float)
+    if len(new) == 0 or len(base) == 0:
+        return math.nan
+    if np.ptp(np.concatenate([new, base])) == 0:  # every seed alike: nothing is worse
+        return 1.0
+    pooled = np.concatenate([new, base])
+    tie = 1e-12 * max(1.0, float(np.abs(pooled).max()))
+    if len(new) == 1:  # a split is the one value put in the new group (scipy wants 2 per group)
+        return float(np.mean(pooled <= new[0] + tie))
+    if len(base) == 1:  # ... or the one value left in the baseline group
+        return float(np.mean(pooled >= base[0] - tie))
+    splits = math.comb(len(new) + len(base), len(new))
+    # The statistic is the new group's sum (for fixed group sizes it orders the splits as the difference
+    # of means does): scipy counts ties within a tolerance relative to the statistic, which a difference
+    # near 0 would make smaller than the rounding of equal sums added in another order.
+    res = stats.permutation_test((new, base), _new_sum, permutation_type="independent", vectorized=True,
+                                 alternative="less", n_resamples=EXACT if splits <= EXACT else RESAMPLES,
+                                 rng=np.random.default_rng(0))
+    return float(res.pvalue)
 
-    The means and spreads are over the seeds that finished; a larger share of diverged (or failed)
-    seeds than the baseline's is a regression by itself."""
-    if not (math.isfinite(k) and k > 0):
-        raise UserError(f"k must be a number > 0, got {k}")
+
+def _new_sum(x, y, axis):
+    return x.sum(axis=axis)
+
+
+def min_p(n_new: int, n_base: int) -> float:
+    """The smallest p-value ``permutation_p`` can give for these group sizes."""
+    splits = math.comb(n_new + n_base, n_new)
+    return 1 / splits if splits <= EXACT else 1 / (1 + RESAMPLES)
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (they control the family-wise error rate); NaN stays NaN
+    and is not counted in the family."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    running = 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - j) * p[i]))
+        out[i] = running
+    return out
+
+
+def compare(df: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Verdict per setting x metric (and per setting for divergence): ok or REGRESSED at family-wise
+    error rate ``alpha``; raises UserError when nothing is comparable or nothing could fail."""
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise UserError(f"alpha must be a number in (0, 1), got {alpha}")
     new = _summary(df, "the results")
     both = new.merge(baseline, on=KEYS, suffixes=("", "_b"))
     _check_protocols(new, baseline)
     if both.empty:
         raise UserError("no setting of the results matches the baseline (different datasets, labels or metrics)")
+    values = seed_values(df)
     out = []
     for _, r in both.iterrows():
         sign = 1.0 if r["higher_is_better_b"] else -1.0
-        s_b = r["std_b"] if r["std_b"] is not None and not pd.isna(r["std_b"]) else 0.0
-        ok_b, ok = max(r["n_b"] - r["diverged_b"], 1), r["n"] - r["diverged"]  # seeds with a value
-        tol = max(k * s_b * math.sqrt(1 / ok_b + 1 / max(ok, 1)), floor)
-        worse = sign * (r["mean_b"] - r["mean"]) if r["mean_b"] is not None else math.nan  # > 0: worse
-        more_diverged = r["diverged"] / r["n"] > r["diverged_b"] / r["n_b"]
-        bad = pd.isna(r["mean"]) or worse > tol or more_diverged
-        verdict = "REGRESSED" if bad else "ok"
-        if more_diverged:
-            verdict += f" (diverged {r['diverged']}/{r['n']}, baseline {r['diverged_b']}/{r['n_b']})"
+        x = values.get(tuple(r[k] for k in KEYS), np.array([]))
+        y = np.asarray(r["values"], dtype=float)
         out.append({**{c: r[c] for c in KEYS}, "baseline": r["mean_b"], "new": r["mean"],
-                    "worse_by": worse, "tolerance": tol, "verdict": verdict})
-    return pd.DataFrame(out)
+                    "worse_by": sign * (r["mean_b"] - r["mean"]) if len(x) and len(y) else math.nan,  # > 0: worse
+                    "n": len(x), "n_b": len(y), "p": permutation_p(sign * x, sign * y),
+                    "no_value": len(x) == 0 and len(y) > 0})
+    for (dataset, label), g in both.groupby(["dataset", "label"], sort=False):
+        r = g.iloc[0]
+        if r["diverged"] + r["diverged_b"] == 0:
+            continue  # Tarone: a test that cannot reject is no hypothesis of the family
+        table = [[r["diverged"], r["n"] - r["diverged"]], [r["diverged_b"], r["n_b"] - r["diverged_b"]]]
+        out.append({"dataset": dataset, "label": label, "metric": "diverged", "protocol_id": "—",
+                    "baseline": r["diverged_b"] / r["n_b"], "new": r["diverged"] / r["n"],
+                    "worse_by": r["diverged"] / r["n"] - r["diverged_b"] / r["n_b"], "n": r["n"], "n_b": r["n_b"],
+                    "p": float(stats.fisher_exact(table, alternative="greater").pvalue), "no_value": False})
+    v = pd.DataFrame(out)
+    family = int(v["p"].notna().sum())
+    means = v[(v["metric"] != "diverged") & v["p"].notna()]
+    if len(means) == family and min(min_p(a, b) for a, b in zip(means["n"], means["n_b"])) > alpha / family:
+        t = means.iloc[0]
+        raise UserError(f"this check could never fail: with {t['n_b']} baseline seeds and {t['n']} new ones the "
+                        f"smallest possible p-value is {min_p(t['n'], t['n_b']):.3g}, above alpha / {family} tests "
+                        f"= {alpha / family:.3g}; build the baseline from more seeds, or run more new ones")
+    v["p_holm"] = holm(v["p"])
+    v["verdict"] = np.where(v["no_value"] | (v["p_holm"] <= alpha), "REGRESSED", "ok")
+    v.attrs["alpha"], v.attrs["family"] = alpha, family
+    return v.drop(columns=["no_value"])
 
 
 def _check_protocols(new: pd.DataFrame, baseline: pd.DataFrame) -> None:
@@ -138,10 +230,10 @@ def _check_protocols(new: pd.DataFrame, baseline: pd.DataFrame) -> None:
                         "under the baseline's protocol")
 
 
-def check(df: pd.DataFrame, baseline: pd.DataFrame, k: float = 3.0) -> tuple[str, bool]:
+def check(df: pd.DataFrame, baseline: pd.DataFrame, alpha: float = ALPHA) -> tuple[str, bool]:
     """The rule of ``ganbench check``: the verdict text, with the entries that were not compared,
     and whether any setting regressed."""
-    verdicts = compare(df, baseline, k=k)
+    verdicts = compare(df, baseline, alpha=alpha)
     return verdict_text(verdicts, not_compared(df, baseline)), bool((verdicts["verdict"] != "ok").any())
 
 
@@ -160,14 +252,17 @@ def _num(v):
 
 
 def verdict_text(verdicts: pd.DataFrame, notes: list[str] = ()) -> str:
-    """The verdict table as Markdown, with a closing line: ``ok: N comparisons`` or the regressions."""
+    """The verdict table as Markdown, with a closing line: ``ok: N comparisons; ...`` or the regressions."""
     fmt = lambda v: "—" if v is None or pd.isna(v) else f"{v + 0.0:.4g}"  # noqa: E731  (no "-0")
     table = pd.DataFrame({
         "dataset": verdicts["dataset"], "setting": verdicts["label"], "metric": verdicts["metric"],
         "protocol": verdicts["protocol_id"], "baseline": verdicts["baseline"].map(fmt), "new": verdicts["new"].map(fmt),
-        "worse by": verdicts["worse_by"].map(fmt), "tolerance": verdicts["tolerance"].map(fmt),
-        "verdict": verdicts["verdict"],
+        "worse by": verdicts["worse_by"].map(fmt), "seeds": [f"{a} vs {b}" for a, b in zip(verdicts["n"], verdicts["n_b"])],
+        "p": verdicts["p"].map(fmt), "p (Holm)": verdicts["p_holm"].map(fmt), "verdict": verdicts["verdict"],
     })
     failed = int((verdicts["verdict"] != "ok").sum())
-    last = f"{failed} regression(s) in {len(verdicts)} comparisons" if failed else f"ok: {len(verdicts)} comparisons"
+    rule = (f"family-wise alpha {verdicts.attrs['alpha']:g} over {verdicts.attrs['family']} tests "
+            "(one-sided permutation tests of the means, Holm)")
+    last = f"{failed} regression(s) in {len(verdicts)} comparisons; {rule}" if failed else \
+        f"ok: {len(verdicts)} comparisons; {rule}"
     return "\n".join([to_markdown(table), *notes, last])
