@@ -403,7 +403,8 @@ def test_a_run_writes_the_translation_grid_and_rows(tmp_path):
 
 def test_a_translation_suite_runs_in_parallel_and_tabulates_reports_and_checks(tmp_path, capsys):
     """The suite machinery, unchanged: two worker processes, TensorBoard, the table, the report
-    with the translation grids, and a regression check against the folder's own baseline."""
+    with the translation grids, a baseline written from the folder, and the check's refusal to
+    compare two seeds with two (a comparison that could never fail)."""
     suite = tmp_path / "tiny-translate.toml"
     settings = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items() if k != "model")
     suite.write_text(f'name = "tiny-translate"\nseeds = [0, 1]\n\n[defaults]\n{settings}\n'
@@ -425,5 +426,9 @@ def test_a_translation_suite_runs_in_parallel_and_tabulates_reports_and_checks(t
     html = (tmp_path / "report.html").read_text()
     assert "digits-invert" in html and html.count("data:image/png") >= 2
     assert main(["check", str(out), "--update", str(tmp_path / "base.json")]) == 0
-    assert main(["check", str(out), "--baseline", str(tmp_path / "base.json")]) == 0
+    capsys.readouterr()
+    # two seeds against two: no permutation p-value can fall below alpha / 8, so the check is refused
+    assert main(["check", str(out), "--baseline", str(tmp_path / "base.json")]) == 2
+    err = capsys.readouterr().err
+    assert "could never fail" in err and "smallest possible p-value is 0.167" in err and err.count("\n") == 1
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
