@@ -122,7 +122,7 @@ for name in names:
         atomic_write_bytes(out / "published-rows" / f"{name}.jsonl.gz", gzip.compress(text.encode(), mtime=0))
         c = published_table(rows, [suite])
         tables = comparison_tables(rows)
-        md += [to_markdown(display(c)), "", "Every setting of the suite (mean ± std over seeds), including those "
+        md += [to_markdown(display(c)), "", "Every setting of the suite (mean over seeds and its 95 % interval), including those "
                "without a published row:", ""] + [to_markdown(t) + "\n" for t in tables] + legend_lines(tables) + [""]
         csv.append(c)
         write_report(folder, out / f"published-{name}.html", title=f"ganbench: {name} beside its paper",

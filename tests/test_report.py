@@ -3,6 +3,7 @@
 import base64
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -100,14 +101,32 @@ def test_labels_with_dollar_signs_are_plain_text(tmp_path):
 
 
 def test_intervals_are_read_within_the_metric_range():
-    """A 2-seed t-interval of a fraction can reach past [0, 1] (hq 0.40 ± 0.23 * 12.7 / sqrt(2)); the
-    report reads it within the metric's range, asymmetric where it was cut, and leaves the others."""
-    from ganbench.results.report import _interval_text, interval
+    """A 2-seed t-interval of a fraction can reach past [0, 1] (hq 0.40 ± 12.7 s / sqrt(2)); summaries
+    cut it to the values the metric can take on the dataset (mode counts up to the mixture's K),
+    asymmetric where cut, and the report prints that interval."""
+    import math
 
-    assert interval("hq", 0.4, 0.6) == (0.0, 1.0)
-    assert interval("hq", 0.4, 0.1) == pytest.approx((0.3, 0.5))
-    assert interval("modes", 7.0, 10.0) == (0.0, 17.0)  # counts: no upper bound in the record
-    assert interval("kid", 0.001, 0.01) == pytest.approx((-0.009, 0.011))  # KID's estimate can be negative
-    assert interval("not-a-metric", 0.5, 1.0) == (-0.5, 1.5)
-    assert _interval_text("hq", 0.3996, 2.97) == "[0, 1]"
-    assert _interval_text("hq", float("nan"), 0.1) == "—" and _interval_text("hq", 0.5, float("nan")) == "—"
+    from scipy import stats
+
+    from ganbench.results.report import _interval_text
+    from ganbench.results.tables import summarize, value_range
+
+    def rows(dataset, metric, values):
+        return pd.DataFrame([{"dataset": dataset, "label": "a", "model": "mlp", "loss": "ns", "group_id": "g",
+                              "run_id": f"r{i}", "seed": i, "metric": metric, "value": v, "higher_is_better": True,
+                              "status": "ok", "final": True, "step": 1, "protocol_id": "p"}
+                             for i, v in enumerate(values)])
+
+    half = lambda v: stats.t.ppf(0.975, len(v) - 1) * np.std(v, ddof=1) / math.sqrt(len(v))  # noqa: E731
+    s = summarize(rows("ring8", "hq", [0.2, 0.6])).iloc[0]
+    assert (s["ci_low"], s["ci_high"]) == (0.0, 1.0) and s["ci95"] == pytest.approx(half([0.2, 0.6]))
+    s = summarize(rows("ring8", "hq", [0.38, 0.40, 0.42, 0.40])).iloc[0]   # inside: the plain t-interval
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.4 - half([0.38, 0.4, 0.42, 0.4]), 0.4 + half([0.38, 0.4, 0.42, 0.4])))
+    s = summarize(rows("ring8", "modes", [8, 6])).iloc[0]                  # 7 ± 63.5: [0, 8] on the ring of 8
+    assert (s["ci_low"], s["ci_high"]) == (0.0, 8.0)
+    assert summarize(rows("grid25", "modes", [20, 24])).iloc[0]["ci_high"] == 25.0
+    assert value_range("modes", "not-a-dataset") == (0.0, math.inf) and value_range("kid", "cifar10")[0] == -math.inf
+    assert value_range("not-a-metric", "ring8") == (-math.inf, math.inf)
+    s = summarize(rows("ring8", "hq", [0.5])).iloc[0]                     # one seed: no interval
+    assert math.isnan(s["ci_low"]) and math.isnan(s["ci_high"])
+    assert _interval_text(0.0, 1.0) == "[0, 1]" and _interval_text(float("nan"), float("nan")) == "—"

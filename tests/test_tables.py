@@ -1,5 +1,6 @@
 """Tables on synthetic rows with known means and standard deviations."""
 
+import io
 import math
 
 import pandas as pd
@@ -40,13 +41,17 @@ def test_summary_means_stds_and_counts():
 def test_comparison_table_cells_and_arrows():
     t = comparison_table(_rows()).set_index("setting")
     assert list(t.columns) == ["dataset", "n", "diverged", "modes ↑", "kl ↓"]
-    assert t.loc["ns", "modes ↑"] == "7.00 ± 1.00"  # three significant figures of the column maximum
+    # mean [t-interval]: 7 ± t(0.975, 2) * 1 / sqrt(3) = 7 ± 2.48, cut at the ring's 8 modes; three significant
+    # figures of the column maximum
+    assert t.loc["ns", "modes ↑"] == "7.00 [4.52, 8.00]"
     assert t.loc["hinge", "modes ↑"] == "2.00"  # one finished seed: no spread
-    assert t.loc["ns", "kl ↓"] == "0.700 ± 0.100"
+    assert t.loc["ns", "kl ↓"] == "0.700 [0.452, 0.948]"
     md = render(_rows(), "md")
     assert md.splitlines()[0].startswith("| dataset | setting")
-    csv = render(_rows(), "csv")
-    assert csv.splitlines()[0].startswith("dataset,label,model,loss,group_id,metric")
+    csv = pd.read_csv(io.StringIO(render(_rows(), "csv"))).set_index(["label", "metric"])
+    assert csv.loc[("ns", "modes"), ["ci_low", "ci_high"]].tolist() == pytest.approx([7 - 2.4841377, 8.0])
+    assert csv.loc[("ns", "kl"), ["ci_low", "ci_high"]].tolist() == pytest.approx([0.7 - 0.24841377, 0.7 + 0.24841377])
+    assert csv.loc[("hinge", "modes"), ["ci_low", "ci_high"]].isna().all()   # one finished seed: no interval
 
 
 def test_protocols_are_never_mixed():
@@ -74,8 +79,8 @@ def _ranked(entries):
     rows = []
     for label, values in entries.items():
         for seed, v in enumerate(values):
-            rows.append({"dataset": "ring8", "label": label, "model": "mlp", "loss": label, "group_id": label,
-                         "run_id": f"{label}{seed}", "seed": seed, "metric": "hq", "value": v,
+            rows.append({"dataset": "digits", "label": label, "model": "mlp", "loss": label, "group_id": label,
+                         "run_id": f"{label}{seed}", "seed": seed, "metric": "cs", "value": v,
                          "higher_is_better": True, "status": "ok", "final": True, "step": 1,
                          "protocol_id": "p1"})
     return summarize(pd.DataFrame(rows)).set_index("label")
@@ -168,7 +173,7 @@ def test_datasets_with_other_metrics_get_their_own_table():
     first, second = text.split("\n\n")[:2]
     assert "modes ↑" in first and "fid_domain" not in first and "modes vs baseline" in first
     assert "fid_domain ↓" in second and "modes" not in second and "vs baseline" not in second
-    assert "| digits  | dcgan   | 2 | 0        | 110 ± 14" in second  # mean 110, sample std 14.1
+    assert "| digits  | dcgan   | 2 | 0        | 110 [0, 237]" in second  # 110 ± 12.7 * 14.1 / sqrt(2), cut at 0
     with pytest.raises(UserError, match="--baseline: no setting 'nope'"):
         render(pd.concat([ring, image]), "md", baseline="nope")
 

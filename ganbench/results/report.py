@@ -27,7 +27,6 @@ from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.evaluate import generate
 from ganbench.io import atomic_write_bytes, atomic_write_text
-from ganbench.metrics import METRICS
 from ganbench.models import is_conditional
 from ganbench.registry import Registry
 from ganbench.results import published
@@ -158,23 +157,13 @@ def _detail(s: pd.DataFrame) -> pd.DataFrame:
         "dataset": s["dataset"], "setting": s["label"],
         "metric": metric_column(s["metric"], s["higher_is_better"]),
         "protocol": s["protocol_id"], "mean": s["mean"].map(_num), "std": s["std"].map(_num),
-        "95% interval": [_interval_text(metric, m, h) for metric, m, h in zip(s["metric"], s["mean"], s["ci95"])],
+        "95% interval": [_interval_text(lo, hi) for lo, hi in zip(s["ci_low"], s["ci_high"])],
         "n": s["n"], "diverged": s["diverged"], "rank": s["rank"].map(lambda v: "—" if pd.isna(v) else str(int(v))),
     }).reset_index(drop=True)
 
 
-def interval(metric: str, mean: float, half: float) -> tuple[float, float]:
-    """The 95% interval mean ± half, read within the metric's range (``Metric.range``): an interval
-    of a fraction never reaches below 0 or above 1. Unknown metrics keep the plain interval."""
-    lo, hi = METRICS[metric].range if metric in METRICS else (-math.inf, math.inf)
-    return max(mean - half, lo), min(mean + half, hi)
-
-
-def _interval_text(metric: str, mean: float, half: float) -> str:
-    if pd.isna(mean) or pd.isna(half):
-        return "—"
-    low, high = interval(metric, mean, half)
-    return f"[{low:.4g}, {high:.4g}]"
+def _interval_text(low: float, high: float) -> str:
+    return "—" if pd.isna(low) else f"[{low:.4g}, {high:.4g}]"
 
 
 def _figure(r: Report, fig, alt: str, name: str) -> None:
@@ -190,8 +179,7 @@ def _bars(r: Report, s: pd.DataFrame, colors: dict) -> None:
     s = s.assign(column=metric_column(s["metric"], s["higher_is_better"]))
     multi = s.groupby(["dataset", "metric"])["protocol_id"].transform("nunique") > 1
     s["setting"] = s["label"] + s["protocol_id"].where(multi, "").map(lambda p: f" [{p}]" if p else "")
-    ends = [interval(m, mean, h if not pd.isna(h) else 0.0) for m, mean, h in zip(s["metric"], s["mean"], s["ci95"])]
-    s["low"], s["high"] = [e[0] for e in ends], [e[1] for e in ends]
+    s["low"], s["high"] = s["ci_low"].fillna(s["mean"]), s["ci_high"].fillna(s["mean"])
     for dataset, g in s.groupby("dataset", sort=False):
         fig = bars_figure(g, f"{dataset}: mean over seeds, 95% interval within the metric's range", colors)
         _figure(r, fig, f"bar chart of the metrics on {dataset}", _slug("bars", dataset))
