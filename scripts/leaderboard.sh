@@ -63,7 +63,8 @@ for i, spec in enumerate(sys.argv[2:]):
         scale += " PARTIAL: not every run of the suite has finished, so this is not the suite's full protocol."
     if suite.name == "quick":
         scale += (" The quick suite is a short run with hyperparameters tuned for a few minutes of training; it is"
-                  " not the published 2-D protocol, which the toy suite follows (scripts/leaderboard.sh --toy).")
+                  " not the published 2-D protocol, which the toy suite follows (scripts/leaderboard.sh --toy)."
+                  " Published-scale results beside the papers' own numbers, with verdicts: results/published.md.")
     df = df[df["run_id"].isin({c.run_id for _, c in suite.runs()})]
     md += [f"## Suite {suite.name}", "", scale, "", render(df, "md"), ""]
     csv.append(long_table(df).assign(suite=suite.name))
