@@ -9,9 +9,9 @@ For every (setting, dataset) of the suite (or only the labels given) it prints:
 - GFLOP/step: the floating-point work of the matrix products of one step (forward, backward and,
   for the Unrolled GAN and the gradient penalty, the second-order passes), counted with
   PyTorch's own per-operator formulas (`torch.utils.flop_counter`): everything the step cannot avoid doing.
-- floor ms: that work at the rate this machine's BLAS reaches on the step's own largest product
-  (batch x 128 x 128 and batch x z x 128 in float32, measured here, one call at a time): the step's
-  time if everything else (activations, losses, optimiser, autograd, Python) were free.
+- floor ms: that work at the best rate this machine's BLAS reaches on the step's main products
+  (batch x width x width and batch x z x width in float32, measured here, one call at a time): the
+  step's time if everything else (activations, losses, optimiser, autograd, Python) were free.
 - ratio: ms/step over floor ms.
 - min/run and the suite's wall time: ms/step x the setting's steps, and the sum over all seeds of
   the suite divided by `jobs` (runs on separate cores do not slow each other much here).
@@ -28,14 +28,14 @@ import torch
 
 
 def gemm_rate(batch: int, z_dim: int, width: int) -> float:
-    """FLOP/s of float32 matrix products of the step's main shapes (the faster of the two, best of 5)."""
+    """FLOP/s of float32 matrix products of the step's main shapes (the faster of the two, best of 10)."""
     gen = torch.Generator().manual_seed(0)
     best = 0.0
     for k in (width, z_dim):
         a, b = torch.randn(batch, k, generator=gen), torch.randn(k, width, generator=gen)
-        for _ in range(20):
+        for _ in range(200):  # the clock and the caches settle first
             a @ b
-        for _ in range(5):
+        for _ in range(10):
             start = time.perf_counter()
             for _ in range(100):
                 a @ b
@@ -53,13 +53,12 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
+    import ganbench.train as training
     from ganbench.config import load_suite
     from ganbench.data import DATASETS
     from ganbench.flops import CountFlops
-    from ganbench.train import train
 
-    import ganbench.train
-
+    train, log_interval = training.train, training.log_interval
     suite = load_suite(args.suite)
     cpu = torch.device("cpu")
     print(f"suite {suite.name}, {args.threads} torch thread(s), {len(suite.seeds)} seeds, jobs {args.jobs}")
@@ -72,8 +71,8 @@ def main() -> int:
         dataset = DATASETS[cfg.dataset](cfg)
         timed = cfg.replace(eval_every=0)
         # history rows at the full run's rate, not at a short run's (which would log every step)
-        every = ganbench.train.log_interval(cfg.steps)
-        ganbench.train.log_interval = lambda steps, every=every: every
+        every = log_interval(cfg.steps)
+        training.log_interval = lambda steps, every=every: every
         train(timed.replace(steps=2), dataset, cpu)  # warm-up: allocator, kernels
         rounds = []
         for _ in range(3):
