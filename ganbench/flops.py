@@ -36,3 +36,17 @@ class CountFlops(TorchDispatchMode):
             self.total += count(*shapes, **kwargs, out_val=tree_map(_shape, out))
             self.calls.append((str(func._overloadpacket), tuple(s for s in shapes if isinstance(s, torch.Size))))
         return out
+
+
+def step_products(cfg, dataset, device: torch.device) -> CountFlops:
+    """The products of one training step of ``cfg`` (the second step of a run: the first has no
+    optimiser state yet): ``total`` and ``calls`` of a 2-step run less those of a 1-step run."""
+    from ganbench.train import train  # local: counting a block of code needs no training stack
+
+    with CountFlops() as one:
+        train(cfg.replace(steps=1), dataset, device)
+    with CountFlops() as two:
+        train(cfg.replace(steps=2), dataset, device)
+    two.total -= one.total
+    two.calls = two.calls[len(one.calls):]
+    return two

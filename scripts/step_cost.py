@@ -56,7 +56,7 @@ def main() -> int:
     import ganbench.train as training
     from ganbench.config import load_suite
     from ganbench.data import DATASETS
-    from ganbench.flops import CountFlops
+    from ganbench.flops import step_products
 
     train, log_interval = training.train, training.log_interval
     suite = load_suite(args.suite)
@@ -83,12 +83,7 @@ def main() -> int:
             train(timed.replace(steps=args.steps + 1), dataset, cpu)
             rounds.append((time.perf_counter() - start - setup) / args.steps)
         per_step = statistics.median(rounds)
-        counts = []
-        for n in (1, 3):
-            with CountFlops() as counter:
-                train(timed.replace(steps=n), dataset, cpu)
-            counts.append(counter.total)
-        flops = (counts[1] - counts[0]) / 2
+        flops = step_products(timed, dataset, cpu).total
         rate = gemm_rate(cfg.batch_size, cfg.z_dim, cfg.width)
         floor = flops / rate
         minutes = per_step * cfg.steps / 60

@@ -30,7 +30,7 @@ from torch import nn
 
 from ganbench.config import load_suite
 from ganbench.data import DATASETS
-from ganbench.flops import CountFlops
+from ganbench.flops import step_products
 from ganbench.losses import LOSSES
 from ganbench.seeding import make_generator
 from ganbench.train import build_models, log_interval, train
@@ -79,22 +79,18 @@ def plain_loop(cfg, dataset, linear: bool = False) -> list[float]:
 def recorded_products(cfg, dataset):
     """The matrix products of one ganbench step (the second step of a run: the first has no Adam
     state yet) as (operator, argument tensors of the recorded shapes and strides)."""
-    with CountFlops() as one:
-        train(cfg.replace(steps=1), dataset, CPU)
-    with CountFlops() as two:
-        train(cfg.replace(steps=2), dataset, CPU)
-    calls = two.calls[len(one.calls):]
+    step = step_products(cfg, dataset, CPU)
     gen = torch.Generator().manual_seed(0)
     ops = {"aten.mm": torch.mm, "aten.addmm": torch.addmm}
     replay = []
-    for name, shapes in calls:
+    for name, shapes in step.calls:
         if name == "aten.addmm":  # bias, input, transposed weight: the layout of nn.Linear
             bias, x, w = shapes
             args = (torch.randn(bias, generator=gen), torch.randn(x, generator=gen), torch.randn(w[::-1], generator=gen).t())
         else:
             args = tuple(torch.randn(s, generator=gen) for s in shapes)
         replay.append((ops[name], args))
-    return replay, two.total - one.total
+    return replay, step.total
 
 
 def gemm_loop(replay, steps: int) -> None:
