@@ -19,7 +19,7 @@ LAYERS = [
      "ganbench.io", "ganbench.papers", "ganbench.distributed", "ganbench.checkpoint", "ganbench.monitor"),
     ("ganbench.data", "ganbench.models", "ganbench.losses"),
     ("ganbench.steps",),
-    ("ganbench.train",),
+    ("ganbench.train", "ganbench.flops"),
     ("ganbench.features",),
     ("ganbench.metrics",),
     ("ganbench.evaluate", "ganbench.samples"),
