@@ -39,7 +39,7 @@ from ganbench.results.significance import TESTS
 from ganbench.results.store import load_results
 from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
-from ganbench.runs.pool import Executor
+from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
 from ganbench.runs.ray import require_ray
 from ganbench.runs.suite import run_suite, validate_suite
 from ganbench.runs.tensorboard import require as require_tensorboard
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue unfinished runs of --out from their checkpoints")
     r.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (default: this machine) or ray (one Ray task per run; pip install 'ganbench[ray]')")
-    r.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="local executor: runs at once, each in its own process (default 1: one after another)")
+    r.add_argument("--jobs", metavar="N|auto",
+                   help=f"local executor: runs at once, each in its own process; 1: one after another in this "
+                        f"process (default: ${ENV_JOBS}, else auto: on the CPU one per core, on a GPU 1)")
     r.add_argument("--ray-address", metavar="HOST:PORT",
                    help="ray executor: an existing cluster (default: $RAY_ADDRESS, else a new local Ray)")
     r.add_argument("--threads", type=int, default=0, metavar="T",
@@ -204,10 +205,28 @@ def terminate_as_exit():
         signal.signal(signal.SIGTERM, before)
 
 
+def _jobs(args, device: torch.device, runs: int) -> int:
+    """``--jobs N``, else ``$GANBENCH_JOBS``, else auto (``pool.auto_jobs``; Ray and torchrun: 1)."""
+    one_process = args.executor == "ray" or distributed.launched()  # Ray schedules its tasks; torchrun shares one run
+    if args.jobs is None and one_process:
+        return 1  # the variable is for the local executor
+    text, name = (args.jobs, "--jobs") if args.jobs is not None else (os.environ.get(ENV_JOBS, "auto"), ENV_JOBS)
+    if text.strip().lower() == "auto":
+        return 1 if one_process else auto_jobs(device, runs)
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise UserError(f"{name} must be a number of processes (>= 1) or auto, got {text!r}")
+    return jobs
+
+
 def cmd_run(args) -> int:
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
-    executor = Executor(args.executor, args.jobs, args.ray_address, args.device, args.threads, tuple(args.plugin))
+    jobs = _jobs(args, device, len(suite.runs()))
+    executor = Executor(args.executor, jobs, args.ray_address, args.device, args.threads, tuple(args.plugin))
     if executor.kind == "ray":
         require_ray()
     validate_suite(suite)  # every name resolved before anything is printed or written
@@ -234,7 +253,12 @@ def cmd_run(args) -> int:
             return 1 if any(o.status == "failed" for o in outcomes) else 0
     set_deterministic(device)
     n = len(suite.runs())
-    where = {"local": f"{args.jobs} processes" if args.jobs > 1 else str(device), "ray": "Ray"}[args.executor]
+    if executor.kind == "ray":
+        where = "Ray"
+    elif executor.parallel:
+        where = f"{executor.jobs} processes ({executor.threads_per_run} torch thread{'s' * (executor.threads_per_run > 1)} each)"
+    else:
+        where = f"{device} ({torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)})"
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")
     start = time.perf_counter()
     with terminate_as_exit():

@@ -7,11 +7,15 @@ from ganbench.config import RunConfig
 @pytest.fixture(scope="session", autouse=True)
 def hermetic_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/ganbench: the feature/classifier cache and the
-    data root live in a folder of this session (subprocesses inherit the variables)."""
+    data root live in a folder of this session (subprocesses inherit the variables); nor does the
+    user's GANBENCH_JOBS decide how they run."""
     root = tmp_path_factory.mktemp("ganbench-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GANBENCH_CACHE", str(root / "cache"))
         mp.setenv("GANBENCH_DATA", str(root / "data"))
+        # `ganbench run` trains in this process unless a test asks for workers (--jobs N, or auto in
+        # test_parallel.py): a worker would start torch afresh for every few-step run
+        mp.setenv("GANBENCH_JOBS", "1")
         yield root
 
 

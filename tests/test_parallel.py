@@ -177,13 +177,60 @@ def test_ray_workers_use_the_drivers_blas_threads(ray_session):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--jobs", "0"], "--jobs must be a number of processes (>= 1) or auto, got '0'"),
+    (["--jobs", "many"], "--jobs must be a number of processes (>= 1) or auto, got 'many'"),
     (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
     (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --executor ray"),
 ])
 def test_executor_mistakes_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "res"
     assert main(["run", "--model", "mlp", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_jobs_auto_is_one_process_per_core_and_no_more_than_runs(monkeypatch):
+    from ganbench.runs import pool
+
+    monkeypatch.setattr(pool, "cores", lambda: 4)
+    cpu = torch.device("cpu")
+    assert [pool.auto_jobs(cpu, n) for n in (1, 3, 4, 24)] == [1, 3, 4, 4]
+    assert pool.auto_jobs(torch.device("cuda"), 24) == 1  # the runs would share the GPU
+    assert pool.Executor(jobs=4).threads_per_run == 1 and pool.Executor(jobs=3).threads_per_run == 1
+    assert pool.Executor(jobs=2).threads_per_run == 2 and pool.Executor(jobs=2, threads=3).threads_per_run == 3
+
+
+def test_default_jobs_run_one_process_per_core_with_the_rows_of_one_thread(tmp_path, capsys, monkeypatch):
+    """No --jobs and no GANBENCH_JOBS: on 2 cores a 2-run suite goes to 2 workers of one thread each,
+    and gives the rows of a sequential one-thread run; GANBENCH_JOBS=1 keeps it in this process."""
+    from ganbench.runs import pool
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.split("[[settings]]")[0] + '[[settings]]\nloss = "ns"\n')
+    monkeypatch.setattr(pool, "cores", lambda: 2)
+    monkeypatch.delenv("GANBENCH_JOBS")
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "auto"), "--no-progress"]) == 0
+    assert "= 2 runs on 2 processes (1 torch thread each)" in capsys.readouterr().out
+    monkeypatch.setenv("GANBENCH_JOBS", "1")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "seq"), "--no-progress", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "= 2 runs on cpu (1 torch thread) ->" in capsys.readouterr().out
+    values = lambda d: sorted((r["seed"], r["metric"], r["value"]) for r in load_rows(d) if r["final"])  # noqa: E731
+    assert values(tmp_path / "auto") == values(tmp_path / "seq") and len(values(tmp_path / "seq")) > 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got '0'"),
+    ("two", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got 'two'"),
+])
+def test_bad_jobs_from_the_variable_exit_2_in_one_line(tmp_path, capsys, monkeypatch, value, message):
+    monkeypatch.setenv("GANBENCH_JOBS", value)
+    out = tmp_path / "res"
+    assert main(["run", "--model", "mlp", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()

@@ -64,8 +64,12 @@ def test_default_mlp_is_unchanged_by_the_new_fields():
 
 
 def test_maxout_takes_the_largest_piece_of_each_unit():
-    x = torch.tensor([[1.0, 5.0, -2.0, 0.0, 3.0, 4.0]])
-    assert torch.equal(Maxout(3)(x), torch.tensor([[5.0, 4.0]]))
+    x = torch.tensor([[1.0, 5.0, -2.0, 0.0, 3.0, 4.0], [2.0, 2.0, 1.0, 7.0, 0.0, 7.0]], requires_grad=True)
+    out = Maxout(3)(x)
+    assert torch.equal(out, torch.tensor([[5.0, 4.0], [2.0, 7.0]]))
+    (grad,) = torch.autograd.grad(out, x, torch.tensor([[10.0, 20.0], [30.0, 40.0]]))
+    # each unit's gradient reaches its largest piece only; of two equal pieces, the first
+    assert torch.equal(grad, torch.tensor([[0.0, 10.0, 0.0, 0.0, 0.0, 20.0], [30.0, 0.0, 0.0, 40.0, 0.0, 0.0]]))
     cfg = RunConfig(**VARIANTS["pacgan"])
     _, d = build_models(cfg, DATASETS["ring8"](), CPU)
     linears = [m for m in d.modules() if isinstance(m, nn.Linear)]

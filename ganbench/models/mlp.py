@@ -33,14 +33,20 @@ def activation(name: str) -> nn.Module:
 
 
 class Maxout(nn.Module):
-    """(B, n) -> (B, n // pieces): the maximum over each unit's ``pieces`` consecutive inputs."""
+    """(B, n) -> (B, n // pieces): the maximum over each unit's ``pieces`` consecutive inputs.
+
+    The gradient goes to the largest piece; when two pieces are equal (in float32 about one
+    unit in a few hundred thousand, so every few dozen steps of PacGAN's discriminator) it goes
+    to the first of them. ``max`` routes it by the index it returns; ``amax``, which splits it
+    between equal pieces, builds a mask, counts and divides in its backward pass: 5-15 % of
+    PacGAN's whole 2-D step (tests/benchmarks/test_bench_maxout.py)."""
 
     def __init__(self, pieces: int):
         super().__init__()
         self.pieces = pieces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(len(x), -1, self.pieces).amax(dim=2)
+        return x.view(len(x), -1, self.pieces).max(dim=2).values
 
 
 class MLPGenerator(nn.Module):

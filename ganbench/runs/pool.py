@@ -41,6 +41,7 @@ from ganbench.runs.one import Outcome, RunOptions, failed, run_guarded
 from ganbench.seeding import resolve_device, set_deterministic
 
 EXECUTORS = ("local", "ray")
+ENV_JOBS = "GANBENCH_JOBS"  # the default of `ganbench run --jobs`
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,20 @@ class Executor:
     @property
     def parallel(self) -> bool:
         return self.kind == "ray" or self.jobs > 1
+
+    @property
+    def threads_per_run(self) -> int:
+        """Torch threads of each local worker: ``threads``, else the cores shared between the jobs."""
+        return self.threads or max(1, cores() // self.jobs)
+
+
+def auto_jobs(device: torch.device, runs: int) -> int:
+    """``--jobs auto``: on the CPU one process per core, and no more than the suite has runs; on a
+    GPU one (the runs would share it).
+
+    It depends on the suite's number of runs, not on how many are left, so a resumed suite trains
+    its remaining runs with the thread count it started with."""
+    return max(1, min(cores(), runs)) if device.type == "cpu" else 1
 
 
 @dataclass(frozen=True)
@@ -177,7 +192,7 @@ def run_parallel(todo: list[tuple[str, RunConfig]], suite: str, out: Path, devic
     """Outcomes of ``todo`` in the order the runs finish; a UserError in any run stops them all."""
     out = Path(out).resolve()
     driver = driver_settings()
-    threads = ex.threads or max(1, cores() // ex.jobs)
+    threads = ex.threads_per_run
     spawn = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(ex.jobs, max(len(todo), 1)), mp_context=spawn)
     pending: dict = {}
