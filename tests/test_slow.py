@@ -1,5 +1,6 @@
 """Slow end-to-end checks, kept out of the default run (`pytest -m slow` runs them)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ def test_quick_suite_reproduces_the_committed_leaderboard(tmp_path):
     results/leaderboard.csv again, every mean and std bit for bit (on a machine like the one that
     made it: the image rows depend on the CPU's convolution kernels and the thread count)."""
     out = tmp_path / "quick"
+    env = {k: v for k, v in os.environ.items() if k != "GANBENCH_JOBS"}  # the default, --jobs auto, as the script
     run = subprocess.run([sys.executable, "-m", "ganbench", "run", "--suite", "quick", "--out", str(out), "--no-progress"],
-                         capture_output=True, text=True, timeout=3600)
+                         capture_output=True, text=True, timeout=3600, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     committed = pd.read_csv(ROOT / "results" / "leaderboard.csv")
     committed = committed[committed["suite"] == "quick"].set_index(["dataset", "label", "metric"])
