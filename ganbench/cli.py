@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", metavar="HOST:PORT",
                    help="ray executor: an existing cluster (default: $RAY_ADDRESS, else a new local Ray)")
     r.add_argument("--threads", type=int, default=0, metavar="T",
-                   help="torch threads per run (default: all cores, or cores/N with --jobs N, 1 per Ray task); "
+                   help="torch threads per run (default: cores / jobs, all of them with --jobs 1; 1 per Ray task); "
                         "on the CPU the same T gives the same numbers on every executor")
     r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save a checkpoint every N steps (default: a tenth of each run)")
