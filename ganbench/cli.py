@@ -36,7 +36,7 @@ from ganbench.results.check import check, load_baseline, write_baseline
 from ganbench.results.formats import FORMATS
 from ganbench.results.report import REPORT_FORMATS, write_report
 from ganbench.results.significance import TESTS
-from ganbench.results.store import load_results
+from ganbench.results.store import finished_run_ids, load_results
 from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
 from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
@@ -205,28 +205,37 @@ def terminate_as_exit():
         signal.signal(signal.SIGTERM, before)
 
 
-def _jobs(args, device: torch.device, runs: int) -> int:
-    """``--jobs N``, else ``$GANBENCH_JOBS``, else auto (``pool.auto_jobs``; Ray and torchrun: 1)."""
+def _jobs(args, device: torch.device, runs: int) -> tuple[int, int]:
+    """(processes, torch threads per run; 0: the executor's default) from ``--jobs N``, else
+    ``$GANBENCH_JOBS``, else auto.
+
+    Auto on the CPU gives every run ``--threads`` threads, 1 by default, and as many processes as
+    the cores hold, at most one per run (``pool.auto_jobs``): a run's thread count, and with it a
+    convolution's last bits, then depends neither on the machine's cores nor on how many runs the
+    command holds. On a GPU, under Ray and under torchrun auto is 1."""
     one_process = args.executor == "ray" or distributed.launched()  # Ray schedules its tasks; torchrun shares one run
     if args.jobs is None and one_process:
-        return 1  # the variable is for the local executor
-    text, name = (args.jobs, "--jobs") if args.jobs is not None else (os.environ.get(ENV_JOBS, "auto"), ENV_JOBS)
+        return 1, args.threads  # the variable is for the local executor
+    text, name = (args.jobs, "--jobs") if args.jobs is not None else (os.environ.get(ENV_JOBS) or "auto", ENV_JOBS)
     if text.strip().lower() == "auto":
-        return 1 if one_process else auto_jobs(device, runs)
+        if one_process or device.type != "cpu":
+            return 1, args.threads
+        threads = args.threads or 1
+        return auto_jobs(device, runs, threads), threads
     try:
         jobs = int(text)
     except ValueError:
         jobs = 0
     if jobs < 1:
         raise UserError(f"{name} must be a number of processes (>= 1) or auto, got {text!r}")
-    return jobs
+    return jobs, args.threads
 
 
 def cmd_run(args) -> int:
     suite = _suite_from_args(args)
     device = resolve_device(args.device)
-    jobs = _jobs(args, device, len(suite.runs()))
-    executor = Executor(args.executor, jobs, args.ray_address, args.device, args.threads, tuple(args.plugin))
+    jobs, threads = _jobs(args, device, len(suite.runs()))
+    executor = Executor(args.executor, jobs, args.ray_address, args.device, threads, tuple(args.plugin))
     if executor.kind == "ray":
         require_ray()
     validate_suite(suite)  # every name resolved before anything is printed or written
@@ -237,8 +246,8 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    if args.threads and not executor.parallel:  # a pool or Ray sets each worker's threads itself
-        torch.set_num_threads(args.threads)
+    if threads and not executor.parallel:  # a pool or Ray sets each worker's threads itself
+        torch.set_num_threads(threads)
     if distributed.launched():  # under torchrun: one data-parallel run at a time over all processes
         if executor.parallel or args.resume:
             raise UserError("under torchrun every process trains the same run: --jobs, --executor ray and --resume "
@@ -255,8 +264,9 @@ def cmd_run(args) -> int:
     n = len(suite.runs())
     if executor.kind == "ray":
         where = "Ray"
-    elif executor.parallel:
-        where = f"{executor.jobs} processes ({executor.threads_per_run} torch thread{'s' * (executor.threads_per_run > 1)} each)"
+    elif executor.parallel:  # the pool starts no more processes than there are runs left
+        procs, each = min(executor.jobs, max(1, n - len(finished_run_ids(out)))), executor.threads_per_run
+        where = f"{device}, {procs} process{'es' * (procs > 1)} ({each} torch thread{'s' * (each > 1)} each)"
     else:
         where = f"{device} ({torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)})"
     print(f"suite {suite.name}: {len(suite.settings)} settings x {len(suite.seeds)} seeds = {n} runs on {where} -> {out}")

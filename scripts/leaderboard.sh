@@ -33,7 +33,9 @@ mkdir -p "$work" "$out"
 folders=()
 for suite in "${suites[@]}"; do
     name=$(basename "${suite%.toml}")
-    "$ganbench" run --suite "$suite" --out "$work/$name" --resume --no-progress
+    # one torch thread per run, as `ganbench run` on the CPU by default: the numbers do not depend on
+    # the machine's cores or on GANBENCH_JOBS
+    "$ganbench" run --suite "$suite" --out "$work/$name" --resume --no-progress --threads 1
     folders+=("$suite=$work/$name")
 done
 "$python" - "$out" "${folders[@]}" <<'PY'

@@ -190,44 +190,70 @@ def test_executor_mistakes_exit_2_and_write_nothing(tmp_path, capsys, argv, mess
     assert not out.exists()
 
 
-def test_jobs_auto_is_one_process_per_core_and_no_more_than_runs(monkeypatch):
+def test_jobs_auto_is_one_process_per_core_and_no_more_than_runs(monkeypatch, tmp_path):
     from ganbench.runs import pool
 
     monkeypatch.setattr(pool, "cores", lambda: 4)
     cpu = torch.device("cpu")
     assert [pool.auto_jobs(cpu, n) for n in (1, 3, 4, 24)] == [1, 3, 4, 4]
-    assert pool.auto_jobs(torch.device("cuda"), 24) == 1  # the runs would share the GPU
+    assert [pool.auto_jobs(cpu, n, threads=2) for n in (1, 24)] == [1, 2]  # --threads 2: two cores a process
+    assert pool.auto_jobs(cpu, 24, threads=8) == 1
+    assert pool.auto_jobs(torch.device("cuda"), 24) == pool.auto_jobs(torch.device("cuda:1"), 24) == 1
     assert pool.Executor(jobs=4).threads_per_run == 1 and pool.Executor(jobs=3).threads_per_run == 1
     assert pool.Executor(jobs=2).threads_per_run == 2 and pool.Executor(jobs=2, threads=3).threads_per_run == 3
 
 
-def test_default_jobs_run_one_process_per_core_with_the_rows_of_one_thread(tmp_path, capsys, monkeypatch):
-    """No --jobs and no GANBENCH_JOBS: on 2 cores a 2-run suite goes to 2 workers of one thread each,
-    and gives the rows of a sequential one-thread run; GANBENCH_JOBS=1 keeps it in this process."""
+@pytest.mark.parametrize("text, cpus", [("150000 100000\n", 2), ("100000 100000", 1), ("max 100000\n", None),
+                                        ("", None), ("garbage", None)])
+def test_cpu_quota_of_a_cgroup_rounds_up(tmp_path, text, cpus):
+    from ganbench.runs.pool import cpu_quota
+
+    (tmp_path / "cpu.max").write_text(text)
+    assert cpu_quota(tmp_path / "cpu.max") == cpus
+    assert cpu_quota(tmp_path / "missing") is None
+
+
+def _auto_run(tmp_path, capsys, monkeypatch, name, seeds, *extra, empty=False):
+    """`ganbench run` of a tiny 2-D suite with no --jobs and no GANBENCH_JOBS (or an empty one), on 2
+    cores: (run line, rows)."""
     from ganbench.runs import pool
 
     suite = tmp_path / "s.toml"
-    suite.write_text(SUITE.split("[[settings]]")[0] + '[[settings]]\nloss = "ns"\n')
+    suite.write_text(SUITE.split("[[settings]]")[0].replace("seeds = [0, 1]", f"seeds = {seeds}") + '[[settings]]\nloss = "ns"\n')
     monkeypatch.setattr(pool, "cores", lambda: 2)
-    monkeypatch.delenv("GANBENCH_JOBS")
-    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "auto"), "--no-progress"]) == 0
-    assert "= 2 runs on 2 processes (1 torch thread each)" in capsys.readouterr().out
-    monkeypatch.setenv("GANBENCH_JOBS", "1")
+    monkeypatch.setenv("GANBENCH_JOBS", "") if empty else monkeypatch.delenv("GANBENCH_JOBS", raising=False)
     threads = torch.get_num_threads()
     try:
-        assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "seq"), "--no-progress", "--threads", "1"]) == 0
+        assert main(["run", "--suite", str(suite), "--out", str(tmp_path / name), "--no-progress", *extra]) == 0
     finally:
-        torch.set_num_threads(threads)
-    assert "= 2 runs on cpu (1 torch thread) ->" in capsys.readouterr().out
-    values = lambda d: sorted((r["seed"], r["metric"], r["value"]) for r in load_rows(d) if r["final"])  # noqa: E731
-    assert values(tmp_path / "auto") == values(tmp_path / "seq") and len(values(tmp_path / "seq")) > 2
+        torch.set_num_threads(threads)  # a run in this process sets the thread count
+    line = capsys.readouterr().out.splitlines()[0]
+    return line, [r for r in load_rows(tmp_path / name) if r["final"]]
+
+
+def test_default_jobs_run_one_process_per_core_of_one_thread(tmp_path, capsys, monkeypatch):
+    """No --jobs and no GANBENCH_JOBS: on 2 cores a 2-run suite goes to 2 workers of one thread
+    each, and one run trains in this process, also on one thread (an empty GANBENCH_JOBS is no
+    variable): the thread count of a run does not depend on the command's number of runs."""
+    line, rows = _auto_run(tmp_path, capsys, monkeypatch, "two", [0, 1])
+    assert "= 2 runs on cpu, 2 processes (1 torch thread each) ->" in line
+    assert {r["env"]["threads"] for r in rows} == {1} and {r["seed"] for r in rows} == {0, 1}
+    line, alone = _auto_run(tmp_path, capsys, monkeypatch, "one", [1], empty=True)
+    assert "= 1 runs on cpu (1 torch thread) ->" in line
+    assert {r["env"]["threads"] for r in alone} == {1}
+    values = lambda rs: sorted((r["metric"], r["value"]) for r in rs)  # noqa: E731
+    assert values(alone) == values([r for r in rows if r["seed"] == 1])
+    line, _ = _auto_run(tmp_path, capsys, monkeypatch, "wide", [0, 1], "--threads", "2")
+    assert "= 2 runs on cpu (2 torch threads) ->" in line  # 2 cores hold one process of 2 threads
 
 
 @pytest.mark.parametrize("value, message", [
     ("0", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got '0'"),
+    (" ", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got ' '"),
     ("two", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got 'two'"),
 ])
 def test_bad_jobs_from_the_variable_exit_2_in_one_line(tmp_path, capsys, monkeypatch, value, message):
+    """A value that is not a count or auto is refused; an empty variable counts as unset."""
     monkeypatch.setenv("GANBENCH_JOBS", value)
     out = tmp_path / "res"
     assert main(["run", "--model", "mlp", "--out", str(out), "--no-progress"]) == 2

@@ -35,9 +35,9 @@ def activation(name: str) -> nn.Module:
 class Maxout(nn.Module):
     """(B, n) -> (B, n // pieces): the maximum over each unit's ``pieces`` consecutive inputs.
 
-    The gradient goes to the largest piece; when two pieces are equal (in float32 about one
-    unit in a few hundred thousand, so every few dozen steps of PacGAN's discriminator) it goes
-    to the first of them. ``max`` routes it by the index it returns; ``amax``, which splits it
+    The gradient goes to the largest piece; when two pieces are equal (in float32 about one unit
+    evaluation in ten million: PacGAN's 2-D discriminator evaluates 180,000 a step, so a tie every
+    few dozen steps) it goes to the first of them (Theano's max, under PacGAN's code, gives it to each). ``max`` routes it by the index it returns; ``amax``, which splits it
     between equal pieces, builds a mask, counts and divides in its backward pass: 5-15 % of
     PacGAN's whole 2-D step (tests/benchmarks/test_bench_maxout.py)."""
 

@@ -22,6 +22,7 @@ Checkpoints of a failed run stay where the run ran: on a Ray cluster without a s
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -59,7 +60,7 @@ class Executor:
         if self.kind not in EXECUTORS:
             raise UserError(f"unknown executor {self.kind!r} (use local or ray)")
         if self.jobs < 1:
-            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
+            raise UserError(f"--jobs must be a number of processes (>= 1), got {self.jobs}")
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0 (0: decided by the executor), got {self.threads}")
         if self.kind == "ray" and self.jobs != 1:
@@ -77,13 +78,12 @@ class Executor:
         return self.threads or max(1, cores() // self.jobs)
 
 
-def auto_jobs(device: torch.device, runs: int) -> int:
-    """``--jobs auto``: on the CPU one process per core, and no more than the suite has runs; on a
-    GPU one (the runs would share it).
+def auto_jobs(device: torch.device, runs: int, threads: int = 1) -> int:
+    """``--jobs auto``: on the CPU as many processes of ``threads`` torch threads as the cores hold,
+    and no more than the suite has runs; on a GPU one (the runs would share it).
 
-    It depends on the suite's number of runs, not on how many are left, so a resumed suite trains
-    its remaining runs with the thread count it started with."""
-    return max(1, min(cores(), runs)) if device.type == "cpu" else 1
+    It counts the suite's runs, not those left, so a resumed suite keeps its number of processes."""
+    return max(1, min(cores() // max(threads, 1), runs)) if device.type == "cpu" else 1
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,19 @@ def record_then_stop(mistake: str, finished, out: Path) -> Iterator[Outcome]:
 
 
 def cores() -> int:
+    """The CPUs this process may use: its affinity mask (taskset, cpusets), within a cgroup CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    return min(n, cpu_quota() or n)
+
+
+def cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """CPUs a cgroup v2 quota allows (``docker run --cpus``, a Kubernetes CPU limit), rounded up;
+    None without a quota or without cgroup v2."""
+    try:
+        quota, period = path.read_text().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
