@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local (default: this machine) or ray (one Ray task per run; pip install 'ganbench[ray]')")
     r.add_argument("--jobs", metavar="N|auto",
                    help=f"local executor: runs at once, each in its own process; 1: one after another in this "
-                        f"process (default: ${ENV_JOBS}, else auto: on the CPU one per core, on a GPU 1)")
+                        f"process (default: ${ENV_JOBS}, else auto: on the CPU one thread, or --threads, per run and "
+                        f"as many runs as the cores hold; on a GPU 1)")
     r.add_argument("--ray-address", metavar="HOST:PORT",
                    help="ray executor: an existing cluster (default: $RAY_ADDRESS, else a new local Ray)")
     r.add_argument("--threads", type=int, default=0, metavar="T",

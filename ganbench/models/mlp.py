@@ -37,9 +37,10 @@ class Maxout(nn.Module):
 
     The gradient goes to the largest piece; when two pieces are equal (in float32 about one unit
     evaluation in ten million: PacGAN's 2-D discriminator evaluates 180,000 a step, so a tie every
-    few dozen steps) it goes to the first of them (Theano's max, under PacGAN's code, gives it to each). ``max`` routes it by the index it returns; ``amax``, which splits it
-    between equal pieces, builds a mask, counts and divides in its backward pass: 5-15 % of
-    PacGAN's whole 2-D step (tests/benchmarks/test_bench_maxout.py)."""
+    few dozen steps) it goes to the first of them, where Theano's max, under PacGAN's code, gives it
+    to each. ``max`` routes it by the index it returns; ``amax``, which splits it between equal
+    pieces, builds a mask, counts and divides in its backward pass: 5-15 % of PacGAN's whole 2-D
+    step (tests/benchmarks/test_bench_maxout.py)."""
 
     def __init__(self, pieces: int):
         super().__init__()
