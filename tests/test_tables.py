@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ganbench.errors import UserError
-from ganbench.results.tables import comparison_table, render, summarize
+from ganbench.results.tables import comparison_table, long_table, render, summarize
 
 
 def _rows():
@@ -36,6 +36,24 @@ def test_summary_means_stds_and_counts():
     assert s.loc[("ns", "modes"), "n"] == 3 and s.loc[("ns", "modes"), "diverged"] == 0
     assert s.loc[("hinge", "modes"), "mean"] == 2.0 and math.isnan(s.loc[("hinge", "modes"), "std"])
     assert s.loc[("hinge", "modes"), "n"] == 2 and s.loc[("hinge", "modes"), "diverged"] == 1
+
+
+def test_summary_does_not_depend_on_the_order_the_runs_finished():
+    """Runs of a pool append their rows as they finish; the means and tests are taken in seed
+    order, so the same rows in any order give the same bits (here 0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1)."""
+    rows = _rows()
+    for seed, v in enumerate([0.1, 0.2, 0.3]):
+        rows.loc[len(rows)] = {**rows.iloc[0].to_dict(), "metric": "hq", "seed": seed, "run_id": f"ns{seed}", "value": v}
+        rows.loc[len(rows)] = {**rows.iloc[0].to_dict(), "label": "hinge", "group_id": "ghinge", "metric": "hq",
+                               "seed": seed, "run_id": f"hinge{seed}", "value": v + 0.5}
+    assert (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1
+    forward, backward = rows, rows.iloc[::-1].reset_index(drop=True)
+    a = summarize(forward).set_index(["label", "metric"]).sort_index()
+    b = summarize(backward).set_index(["label", "metric"]).sort_index()
+    assert a[["mean", "std", "ci_low", "ci_high"]].equals(b[["mean", "std", "ci_low", "ci_high"]])
+    assert a.loc[("ns", "hq"), "mean"] == sum([0.1, 0.2, 0.3]) / 3
+    p = [long_table(d, baseline="hinge").set_index(["label", "metric"]).sort_index()[["p", "g", "p_improve"]] for d in (forward, backward)]
+    assert p[0].equals(p[1])
 
 
 def test_comparison_table_cells_and_arrows():

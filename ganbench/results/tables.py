@@ -36,11 +36,14 @@ GROUP = ["dataset", "label", "model", "loss", "group_id"]
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The final evaluation of each run, one row per (run, metric); the newest wins on repeats."""
+    """The final evaluation of each run, one row per (run, metric); the newest wins on repeats.
+
+    In seed order: runs of a pool append their rows as they finish, and a mean taken in that order
+    could differ in its last bit (and, rounded, in its last printed digit) from one run to the next."""
     if df.empty or "final" not in df.columns:
         return df.iloc[0:0]
     final = df[df["final"].astype(bool)]
-    return final.drop_duplicates(subset=["run_id", "metric"], keep="last")
+    return final.drop_duplicates(subset=["run_id", "metric"], keep="last").sort_values("seed", kind="stable")
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
