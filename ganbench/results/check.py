@@ -56,7 +56,7 @@ def baseline_from(df: pd.DataFrame) -> dict:
 def seed_values(df: pd.DataFrame) -> dict[tuple, np.ndarray]:
     """Per (dataset, label, metric, protocol): the final values of the finished seeds, in seed order."""
     final = final_rows(df)
-    ok = final[final["status"] == "ok"].sort_values("seed", kind="stable")
+    ok = final[final["status"] == "ok"]  # final_rows gives them in seed order
     return {k: pd.to_numeric(g["value"], errors="coerce").dropna().to_numpy(dtype=float)
             for k, g in ok.groupby(KEYS, sort=False, dropna=False)}
 
