@@ -118,6 +118,7 @@ def train(
     checkpoint: Checkpointer | None = None,
     extra_state: tuple[Callable[[], str], Callable[[str], None]] | None = None,
     on_log: Callable[[dict], None] | None = None,
+    log_every: int = 0,
 ) -> TrainResult:
     """Train ``cfg`` on ``dataset``; ``on_eval(step, g)`` runs every ``cfg.eval_every`` steps and may
     return (first metric value, higher_is_better) so that a run that keeps getting worse is caught.
@@ -125,6 +126,8 @@ def train(
     With ``checkpoint``, the run saves on its schedule and first continues from the newest
     checkpoint if there is one; ``extra_state`` = (get, set) carries the caller's own state in it.
     ``on_log(row)`` sees each history row as it is recorded (progress bars, TensorBoard).
+    ``log_every``: a history row every that many steps (0: ``log_interval(cfg.steps)``); a timed
+    part of a longer run passes the full run's rate.
     """
     loss = LOSSES[cfg.loss]
     step_fn = step_of(cfg)
@@ -142,7 +145,7 @@ def train(
     ema = make_ema(cfg, g)
     data = Counted(dataset.batches(cfg.batch_size, make_generator(cfg.seed, "data", device), device))
     noise = make_generator(cfg.seed, "noise", device)
-    every = log_interval(cfg.steps)
+    every = log_every or log_interval(cfg.steps)
     monitor = Monitor(sigmoid_outputs=loss.sigmoid)
     cond = is_conditional(g)
     if cond and not dataset.num_classes:

@@ -53,12 +53,11 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    import ganbench.train as training
     from ganbench.config import load_suite
     from ganbench.data import DATASETS
     from ganbench.flops import step_products
+    from ganbench.train import log_interval, train
 
-    train, log_interval = training.train, training.log_interval
     suite = load_suite(args.suite)
     cpu = torch.device("cpu")
     print(f"suite {suite.name}, {args.threads} torch thread(s), {len(suite.seeds)} seeds, jobs {args.jobs}")
@@ -72,15 +71,14 @@ def main() -> int:
         timed = cfg.replace(eval_every=0)
         # history rows at the full run's rate, not at a short run's (which would log every step)
         every = log_interval(cfg.steps)
-        training.log_interval = lambda steps, every=every: every
-        train(timed.replace(steps=2), dataset, cpu)  # warm-up: allocator, kernels
+        train(timed.replace(steps=2), dataset, cpu, log_every=every)  # warm-up: allocator, kernels
         rounds = []
         for _ in range(3):
             start = time.perf_counter()
-            train(timed.replace(steps=1), dataset, cpu)
+            train(timed.replace(steps=1), dataset, cpu, log_every=every)
             setup = time.perf_counter() - start
             start = time.perf_counter()
-            train(timed.replace(steps=args.steps + 1), dataset, cpu)
+            train(timed.replace(steps=args.steps + 1), dataset, cpu, log_every=every)
             rounds.append((time.perf_counter() - start - setup) / args.steps)
         per_step = statistics.median(rounds)
         flops = step_products(timed, dataset, cpu).total

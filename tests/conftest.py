@@ -26,6 +26,15 @@ def tiny_cfg() -> RunConfig:
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test (as each run under --jobs auto on the CPU), then the count it had."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def cpu() -> torch.device:
     return torch.device("cpu")
 

@@ -13,10 +13,10 @@ With benchmarks disabled (the default run) each runs once, for 2 steps.
 import pytest
 import torch
 
-import ganbench.train as training
 from ganbench.config import load_suite
 from ganbench.data import DATASETS
 from ganbench.models.mlp import Maxout
+from ganbench.train import log_interval, train
 
 CPU = torch.device("cpu")
 PACGAN = dict(load_suite("paper-pacgan-2d").settings)["gan"]
@@ -26,22 +26,13 @@ def amax(self, x: torch.Tensor) -> torch.Tensor:
     return x.view(len(x), -1, self.pieces).amax(dim=2)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each run under --jobs 2 on 2 cores
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("reduce", ["ganbench-max", "amax"])
 def test_pacgan_step(benchmark, monkeypatch, one_thread, reduce):
     cfg = PACGAN.replace(steps=40 if not benchmark.disabled else 2, eval_every=0)
-    monkeypatch.setattr(training, "log_interval", lambda n, every=training.log_interval(PACGAN.steps): every)
     if reduce == "amax":
         monkeypatch.setattr(Maxout, "forward", amax)
     benchmark.extra_info["steps"] = cfg.steps
-    result = benchmark.pedantic(training.train, args=(cfg, DATASETS[cfg.dataset](cfg), CPU),
-                                rounds=7, iterations=1, warmup_rounds=1)
+    result = benchmark.pedantic(train, args=(cfg, DATASETS[cfg.dataset](cfg), CPU),
+                                kwargs={"log_every": log_interval(PACGAN.steps)}, rounds=7, iterations=1, warmup_rounds=1)
     assert result.steps_done == cfg.steps and result.diverged is None
 

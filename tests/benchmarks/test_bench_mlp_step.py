@@ -115,22 +115,13 @@ def test_plain_loop_starts_from_ganbench_objective():
 
 
 @pytest.mark.parametrize("loop", ["ganbench", "plain", "plain-linear", "gemm"])
-def test_gdpp_gan_step(benchmark, monkeypatch, loop):
-    monkeypatch.setattr("ganbench.train.log_interval", lambda steps: log_interval(PROTOCOL.steps))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each run of the suite under --jobs 2 on 2 cores
-    try:
-        _run_loop(benchmark, loop)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_loop(benchmark, loop):
+def test_gdpp_gan_step(benchmark, one_thread, loop):
     cfg = CFG if not benchmark.disabled else CFG.replace(steps=3)
     dataset = DATASETS[cfg.dataset](cfg)
     benchmark.extra_info["steps"] = cfg.steps
     if loop == "ganbench":
-        result = benchmark.pedantic(train, args=(cfg, dataset, CPU), rounds=7, iterations=1, warmup_rounds=1)
+        result = benchmark.pedantic(train, args=(cfg, dataset, CPU), kwargs={"log_every": log_interval(PROTOCOL.steps)},
+                                    rounds=7, iterations=1, warmup_rounds=1)
         assert result.steps_done == cfg.steps and all(math.isfinite(r["d_loss"]) for r in result.history)
     elif loop.startswith("plain"):
         losses = benchmark.pedantic(plain_loop, args=(cfg, dataset, loop == "plain-linear"), rounds=7,

@@ -23,18 +23,17 @@ def _cfg(benchmark) -> RunConfig:
 
 
 @pytest.mark.parametrize("tracking", ["none", "history", "history+checkpoints"])
-def test_training_with_tracking(benchmark, tmp_path, monkeypatch, tracking):
+def test_training_with_tracking(benchmark, tmp_path, tracking):
     cfg = _cfg(benchmark)
     ds, cpu = DATASETS[cfg.dataset](cfg), torch.device("cpu")
     reference = train_module.train(cfg, ds, cpu)  # default tracking: history rows, no checkpoints
-    if tracking == "none":
-        monkeypatch.setattr(train_module, "log_interval", lambda steps: steps)  # one row, at the end
+    every = cfg.steps if tracking == "none" else 0  # none: one row, at the end
 
     def once():
         for f in tmp_path.glob("*.pt"):
             f.unlink()
         ckpt = Checkpointer(tmp_path, cfg.steps // 10) if "checkpoints" in tracking else None
-        return train_module.train(cfg, ds, cpu, checkpoint=ckpt)
+        return train_module.train(cfg, ds, cpu, checkpoint=ckpt, log_every=every)
 
     result = benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=0)
     ref_state, state = reference.generator.state_dict(), result.generator.state_dict()
