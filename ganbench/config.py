@@ -62,6 +62,7 @@ class RunConfig:
     divergence: str = "stop"  # on a detected divergence: "stop" the run (recorded as diverged) or "continue"
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
+    bn_refresh: int = 0  # before each evaluation, batches of fresh latents through G that renew its batch-norm population statistics at the evaluated weights (PacGAN's code: 50); 0: off
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
     activation: str = ""  # MLP hidden units: "relu", "leaky_relu" (0.2) or "tanh" in G and D; "": ReLU in G, LeakyReLU in D
     init: str = "default"  # MLP weights: "default" (PyTorch's), "orthogonal" (times init_gain) or "normal" (N(0, init_gain)); zero biases
@@ -120,10 +121,11 @@ _HINTS = typing.get_type_hints(RunConfig)
 # fields added after results were first recorded, with their defaults
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
          "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
-         "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01}
+         "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01,
+         "bn_refresh": 0}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
-                 "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size")
+                 "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size", "bn_refresh")
 ACTIVATIONS = ("", "relu", "leaky_relu", "tanh")
 INITS = ("default", "orthogonal", "normal")
 UPDATES = ("alternating", "simultaneous")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 
 import torch
@@ -146,6 +147,16 @@ class _SumOverRanks(torch.autograd.Function):
         return _SumOverRanks.apply(grad)
 
 
+def batch_moments(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mean and biased variance over ``dims`` of the whole batch over every rank, differentiable
+    through the all-reduce, and the number of values each is over. The slices are equal (``shard``)."""
+    n = x.numel() / math.prod(x.shape[d] for d in range(x.dim()) if d not in dims) * world_size()
+    mean = _SumOverRanks.apply(x.sum(dims)) / n
+    shape = [1 if d in dims else x.shape[d] for d in range(x.dim())]
+    centred = x - mean.view(shape)
+    return mean, _SumOverRanks.apply((centred * centred).sum(dims)) / n, n
+
+
 class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics are those of the whole batch over every rank.
 
@@ -174,10 +185,8 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32 under autocast
-        n = x.numel() / x.shape[1] * world_size()  # the slices are equal (``shard``)
-        mean = _SumOverRanks.apply(xf.sum(dims)) / n
+        mean, var, n = batch_moments(xf, dims)
         centred = xf - mean.view(shape)
-        var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

@@ -15,8 +15,9 @@ import torch
 
 from ganbench.errors import UserError
 
-# stego-*: the translation probe's noise; subset, tail: the classification metrics' real subsets
-PURPOSES = ("init", "data", "noise", "eval", "stego-a", "stego-b", "subset", "tail")
+# stego-*: the translation probe's noise; subset, tail: the classification metrics' real subsets;
+# bn_refresh: the latents that renew batch-norm statistics before an evaluation
+PURPOSES = ("init", "data", "noise", "eval", "stego-a", "stego-b", "subset", "tail", "bn_refresh")
 
 
 def derive_seed(seed: int, purpose: str) -> int:

@@ -17,8 +17,9 @@ from ganbench.data.checks import check_output
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS, check_pairing, is_conditional, is_translator
+from ganbench.models.mlp import StdevBatchNorm1d
 from ganbench.monitor import Monitor
-from ganbench.seeding import make_generator, seeded_init, synchronize
+from ganbench.seeding import derive_seed, make_generator, seeded_init, synchronize
 from ganbench.steps import StepContext, StepOutput, step_of
 from ganbench.steps.unrolled import check_discriminator
 
@@ -104,6 +105,42 @@ def lr_factor(cfg: RunConfig, step: int) -> float:
     return min(1.0, (cfg.steps - step) / decay_steps)
 
 
+def batch_norms(net: nn.Module) -> list[nn.Module]:
+    """The layers of ``net`` that normalise by batch statistics and keep population statistics."""
+    return [m for m in net.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, StdevBatchNorm1d))]
+
+
+def check_bn_refresh(cfg: RunConfig, g: nn.Module) -> None:
+    if cfg.bn_refresh and not batch_norms(g):
+        raise UserError(f"config key 'bn_refresh' ({cfg.bn_refresh}) renews batch-norm statistics, but the "
+                        f"{cfg.model!r} generator has no batch norm")
+
+
+@torch.no_grad()
+def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.device, num_classes: int) -> None:
+    """Renew the population statistics of G's batch norms at its current weights, as PacGAN's code
+    does before each evaluation (its training-set monitor, 50 batches, applies the population
+    updates): ``cfg.bn_refresh`` batches of ``cfg.batch_size`` fresh latents through G with only its
+    batch norms in training mode, each moving the statistics by the layer's momentum. The latents
+    come from a stream of their own (one per evaluation step), so training is unchanged and a
+    resumed run refreshes exactly as an unbroken one."""
+    norms = batch_norms(g)
+    noise = torch.Generator(device=device)
+    noise.manual_seed((derive_seed(cfg.seed, "bn_refresh") + step) % 2**63)
+    for m in norms:
+        m.train()
+    try:
+        for _ in range(cfg.bn_refresh):
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise, device=device)
+            if num_classes:
+                g(z, torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device))
+            else:
+                g(z)
+    finally:
+        for m in norms:
+            m.eval()
+
+
 def log_interval(steps: int) -> int:
     """About 100 history points per run."""
     return max(1, steps // 100)
@@ -151,6 +188,7 @@ def train(
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
     step_fn.check(cfg, loss, cond)
+    check_bn_refresh(cfg, g)
     check_discriminator(cfg, d)
     check_generator(g, cfg, dataset, device, cond)
     ctx = _context(cfg, dataset, device, loss, g, d, opt_g, opt_d, data, noise, cond)
@@ -191,6 +229,8 @@ def train(
             t0 = time.perf_counter()
             current = g if ema is None else ema.module
             current.eval()
+            if cfg.bn_refresh:
+                refresh_batch_norm(current, cfg, step, device, dataset.num_classes if cond else 0)
             result = on_eval(step, current)
             current.train()
             reason = monitor.evaluation(step, *result) if result else None
@@ -216,6 +256,8 @@ def train(
     d.requires_grad_(True)
     final_g = g if ema is None else ema.module
     final_g.eval()
+    if cfg.bn_refresh:
+        refresh_batch_norm(final_g, cfg, step, device, dataset.num_classes if cond else 0)
     return TrainResult(final_g, d, step, diverged, seconds, monitor.history, ckpt_seconds)
 
 

@@ -11,6 +11,9 @@
 #                       script can be stopped at any time and started again
 #          --out DIR    where the tables go (default: results)
 #          --jobs N     runs in parallel (default: 2, one torch thread each)
+#          --checkpoint-every N
+#                       steps between a run's checkpoints (default: a tenth of the run), so a
+#                       stopped part loses at most that much
 #
 # Writes OUT/published.md (the verdict table of every suite, the suites' scale and deviations, and
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
@@ -30,14 +33,15 @@ all_parts=(
     paper-pacgan-stacked-mnist:dcgan
     paper-pacgan-stacked-mnist:pacdcgan2
 )
-parts=() work=ganbench-leaderboard-work out=results jobs=2 train=1
+parts=() work=ganbench-leaderboard-work out=results jobs=2 train=1 every=0
 while [ $# -gt 0 ]; do
     case $1 in
         --work) work=$2; shift ;;
         --out) out=$2; shift ;;
         --jobs) jobs=$2; shift ;;
+        --checkpoint-every) every=$2; shift ;;
         --tables-only) train= ;;
-        -*) echo "usage: $0 [--work DIR] [--out DIR] [--jobs N] [--tables-only] [suite:setting ...]" >&2; exit 2 ;;
+        -*) echo "usage: $0 [--work DIR] [--out DIR] [--jobs N] [--checkpoint-every N] [--tables-only] [suite:setting ...]" >&2; exit 2 ;;
         *) parts+=("$1") ;;
     esac
     shift
@@ -74,7 +78,7 @@ if [ -n "$train" ]; then
         [ "$before" -lt "$total" ] || { echo "$part: all $total runs finished"; continue; }
         start=$(date +%s)
         "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
-            --jobs "$jobs" --threads 1 || echo "$part: stopped, or some runs failed (recorded in the folder)"
+            --jobs "$jobs" --threads 1 --checkpoint-every "$every" || echo "$part: stopped, or some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
         echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc --all),$jobs" >> "$timings"
     done

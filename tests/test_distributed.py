@@ -17,6 +17,7 @@ from ganbench.data import DATASETS
 from ganbench.features import stats as fstats
 from ganbench.features.stats import StreamingStats
 from ganbench.losses import LOSSES
+from ganbench.models.mlp import StdevBatchNorm1d
 from ganbench.runs import torchrun
 from ganbench.train import build_models, train
 
@@ -168,6 +169,13 @@ def _bn_step(bn, x, w):
     return y.detach(), x.grad, bn.weight.grad.clone()
 
 
+def _stdev_bn() -> StdevBatchNorm1d:
+    bn = StdevBatchNorm1d(3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+    return bn
+
+
 def _bn_worker(rank: int, out: str) -> None:
     torch.set_num_threads(1)
     _join(rank, out)
@@ -179,6 +187,9 @@ def _bn_worker(rank: int, out: str) -> None:
         with torch.no_grad():
             bn.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
         y, gx, gw = _bn_step(bn, distributed.shard(x), distributed.shard(w))
+        stdev_bn = _stdev_bn()
+        stdev = _bn_step(stdev_bn, distributed.shard(x[:, :, 0, 0]), distributed.shard(w[:, :, 0, 0]))
+        stdev += (stdev_bn.running_mean.clone(), stdev_bn.running_std.clone())
         results = {}
         for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
             cfg = RunConfig(**{**DCGAN, **changes})
@@ -187,7 +198,7 @@ def _bn_worker(rank: int, out: str) -> None:
                              {k: v.clone() for k, v in r.discriminator.state_dict().items()},
                              [h["d_loss"] for h in r.history])
         torch.save({"y": y, "gx": gx, "gw": gw, "mean": bn.running_mean.clone(), "var": bn.running_var.clone(),
-                    "train": results}, os.path.join(out, f"bn{rank}.pt"))
+                    "stdev": stdev, "train": results}, os.path.join(out, f"bn{rank}.pt"))
     finally:
         dist.destroy_process_group()
     _leave()
@@ -215,6 +226,15 @@ def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_pat
     for r in ranks:
         torch.testing.assert_close(r["mean"], bn.running_mean, **close)
         torch.testing.assert_close(r["var"], bn.running_var, **close)
+    # PacGAN's batch norm (the MLP generator's) likewise
+    stdev_bn = _stdev_bn()
+    single = _bn_step(stdev_bn, x[:, :, 0, 0], w[:, :, 0, 0]) + (stdev_bn.running_mean, stdev_bn.running_std)
+    torch.testing.assert_close(torch.cat([r["stdev"][0] for r in ranks]), single[0], **close)
+    torch.testing.assert_close(torch.cat([r["stdev"][1] for r in ranks]), single[1], **close)
+    torch.testing.assert_close(ranks[0]["stdev"][2] + ranks[1]["stdev"][2], single[2], **close)
+    for r in ranks:
+        torch.testing.assert_close(r["stdev"][3], single[3], **close)
+        torch.testing.assert_close(r["stdev"][4], single[4], **close)
 
     for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
         cfg = RunConfig(**{**DCGAN, **changes})

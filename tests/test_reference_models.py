@@ -15,7 +15,7 @@ from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES
 from ganbench.models.blocks import Packed
-from ganbench.models.mlp import Maxout
+from ganbench.models.mlp import Maxout, StdevBatchNorm1d
 from ganbench.runs.suite import validate_suite
 from ganbench.steps.unrolled import lookahead, unrolled_generator_loss
 from ganbench.train import build_models, train
@@ -78,13 +78,72 @@ def test_maxout_takes_the_largest_piece_of_each_unit():
 
 def test_generator_batch_norm_normalises_each_hidden_layer():
     g, _ = build_models(RunConfig(**VARIANTS["pacgan"]), DATASETS["ring8"](), CPU)
-    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm1d)]
+    norms = [m for m in g.modules() if isinstance(m, StdevBatchNorm1d)]
     assert len(norms) == 3
+    linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    assert [m.bias is None for m in linears] == [True, True, True, False]  # as PacGAN's decoder: bias on the output only
     seen = []
     norms[0].register_forward_hook(lambda m, i, o: seen.append(o))
     g(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
     assert torch.allclose(seen[0].mean(0), torch.zeros(16), atol=1e-5)
-    assert torch.allclose(seen[0].var(0, unbiased=False), torch.ones(16), atol=1e-2)  # v / (v + eps)
+    assert torch.allclose(seen[0].var(0, unbiased=False), torch.ones(16), atol=0.2)  # v / (v + eps), eps = 1e-4
+
+
+def test_stdev_batch_norm_computes_as_blocks():
+    """Blocks' batch norm (PacGAN's code): eps 1e-4 inside the root of the biased variance; population
+    mean and standard deviation averaged as p <- 0.95 p + 0.05 batch, and used as they are at evaluation."""
+    bn = StdevBatchNorm1d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(1)) * torch.tensor([0.01, 1.0, 5.0]) + 2.0
+    xd = x.double()
+    mean, var = xd.mean(0), xd.var(0, unbiased=False)
+    std = (var + 1e-4).sqrt()
+    expected = (xd - mean) / std * bn.weight.double() + bn.bias.double()
+    assert torch.allclose(bn(x).double(), expected, atol=1e-5)
+    assert torch.allclose(bn.running_mean.double(), 0.05 * mean, atol=1e-6)
+    assert torch.allclose(bn.running_std.double(), 0.95 + 0.05 * std, atol=1e-6)  # from 1, its initial value
+    bn.eval()
+    y = torch.tensor([[2.0, 2.5, -1.0]])
+    rm, rs = bn.running_mean.double(), bn.running_std.double()
+    assert torch.allclose(bn(y).double(), (y.double() - rm) / rs * bn.weight.double() + bn.bias.double(), atol=1e-5)
+    assert torch.equal(bn.running_mean.double(), rm)  # evaluation leaves the statistics alone
+
+
+def test_bn_refresh_renews_the_statistics_at_the_final_weights_and_leaves_training_alone():
+    """PacGAN's code renews G's population statistics before each evaluation; the refresh runs G on a
+    noise stream of its own, so the weights (and D) are those of a run without it, bit for bit."""
+    cfg = RunConfig(**VARIANTS["pacgan"], steps=20)
+    plain = _train(cfg)
+    refreshed = _train(cfg.replace(bn_refresh=300))
+    params = lambda net: dict(net.named_parameters())  # noqa: E731
+    assert all(torch.equal(p, params(refreshed.generator)[k]) for k, p in params(plain.generator).items())
+    assert _equal(plain.discriminator, refreshed.discriminator)
+    first = [m for m in refreshed.generator.modules() if isinstance(m, nn.Linear)][0]
+    norm = [m for m in refreshed.generator.modules() if isinstance(m, StdevBatchNorm1d)][0]
+    stale = [m for m in plain.generator.modules() if isinstance(m, StdevBatchNorm1d)][0]
+    # the first hidden layer is w_i . z with z ~ N(0, I): mean 0 and standard deviation |w_i|; a batch
+    # of 32 has E[biased variance] = 31/32 |w_i|^2
+    truth = (first.weight.detach().double().square().sum(1) * 31 / 32 + 1e-4).sqrt()
+    assert torch.allclose(norm.running_std.double(), truth, rtol=0.05)
+    assert (norm.running_mean.double().abs() < 0.15 * truth).all()  # 5 sd of the average of batch means
+    assert not torch.allclose(stale.running_std.double(), truth, rtol=0.05)  # 20 steps at momentum 0.05 are not enough
+
+
+def test_bn_refresh_before_intermediate_evaluations_resumes_exactly(tmp_path):
+    cfg = RunConfig(**VARIANTS["pacgan"], steps=20, eval_every=5, bn_refresh=3)
+    seen = {}
+    record = lambda tag: lambda step, g: seen.setdefault(tag, []).append(  # noqa: E731
+        (step, torch.cat([m.running_std.clone() for m in g.modules() if isinstance(m, StdevBatchNorm1d)])))
+    whole = _train(cfg, on_eval=record("whole"))
+    with pytest.raises(Stop):
+        _train(cfg, checkpoint=Checkpointer(tmp_path, every=5), on_step=_stop_at(13), on_eval=record("cut"))
+    resumed = _train(cfg, checkpoint=Checkpointer(tmp_path, every=5), on_eval=record("resumed"))
+    assert _equal(whole.generator, resumed.generator)  # buffers included
+    assert [s for s, _ in seen["whole"]] == [5, 10, 15]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(seen["whole"], seen["cut"] + seen["resumed"]))
+    assert not torch.equal(seen["whole"][0][1], seen["whole"][1][1])
 
 
 def test_packed_discriminator_sees_pack_samples_per_input():
@@ -214,6 +273,8 @@ def test_variant_is_deterministic_and_resumes_exactly(variant, tmp_path):
     (dict(pack=2, loss="wgan-gp"), "gradient penalty is not defined on packs"),
     (dict(pack=3), "multiple of pack"),
     (dict(maxout=1), "at least 2 pieces"),
+    (dict(bn_refresh=50), "'bn_refresh' .* the 'mlp' generator has no batch norm"),
+    (dict(bn_refresh=-1), "bn_refresh"),
     (dict(activation="sigmoid"), "unknown activation"),
     (dict(init="xavier"), "unknown initialisation"),
     (dict(model="sngan", dataset="digits", pack=2, batch_size=64), "has no option 'pack'"),

@@ -7,7 +7,8 @@ The published 2-D protocols differ in their hidden units, so they are config fie
 - ``init``: PyTorch's default, ``orthogonal`` weights scaled by ``init_gain`` (the Unrolled-GAN and
   GDPP code: TensorFlow's orthogonal initialiser, gain 1.4), or ``normal`` N(0, ``init_gain``)
   weights (PacGAN: 0.02); biases zero.
-- ``g_batch_norm``: batch norm after each hidden layer of G (PacGAN's 2-D generator).
+- ``g_batch_norm``: batch norm after each hidden layer of G, as PacGAN's 2-D generator computes it
+  (``StdevBatchNorm1d``; the hidden layers before it have no bias, as there).
 - ``maxout``: D's hidden units are maxout units of that many pieces (Goodfellow et al. 2013),
   as in PacGAN's 2-D discriminator (``activation`` then applies to G only); ``d_width`` and
   ``d_depth`` size D apart from G.
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ganbench import distributed
 from ganbench.models.base import MODELS
 from ganbench.models.blocks import Packed
 
@@ -50,6 +52,38 @@ class Maxout(nn.Module):
         return x.view(len(x), -1, self.pieces).max(dim=2).values
 
 
+class StdevBatchNorm1d(nn.Module):
+    """Batch norm as Blocks, the Theano library under PacGAN's code, computes it.
+
+    Training: (x - mean) / sqrt(var + eps) * scale + shift over the batch, with the biased variance
+    and eps = 1e-4 (PyTorch's ``BatchNorm1d``: 1e-5). Population statistics: a moving average of the
+    batch mean and of the batch *standard deviation* sqrt(var + eps), p <- 0.95 p + 0.05 batch
+    (PyTorch averages the unbiased variance); at evaluation x is normalised by them directly."""
+
+    def __init__(self, features: int, eps: float = 1e-4, momentum: float = 0.05):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(features))  # Blocks' scale, initialised to 1
+        self.bias = nn.Parameter(torch.zeros(features))  # Blocks' shift, initialised to 0
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_std", torch.ones(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, features) -> (B, features)
+        if not self.training:
+            return (x - self.running_mean) * (self.weight / self.running_std) + self.bias
+        if distributed.active():  # under torchrun: the statistics of the whole batch over every rank
+            mean, var, _ = distributed.batch_moments(x, [0])
+            inv_std = torch.rsqrt(var + self.eps)
+            y = (x - mean) * inv_std * self.weight + self.bias
+        else:  # one fused kernel that also returns the batch mean and 1 / sqrt(var + eps)
+            y, mean, inv_std = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(mean.detach(), alpha=self.momentum)
+            self.running_std.mul_(1 - self.momentum).add_(inv_std.detach().reciprocal(), alpha=self.momentum)
+        return y
+
+
 class MLPGenerator(nn.Module):
     def __init__(self, z_dim: int, out_shape: tuple[int, ...], width: int, depth: int, bounded: bool,
                  act: str = "relu", batch_norm: bool = False):
@@ -58,9 +92,9 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         fan_in = z_dim
         for _ in range(depth):
-            layers.append(nn.Linear(fan_in, width))
-            if batch_norm:  # population statistics p <- 0.95 p + 0.05 batch, as PacGAN's (Blocks) code
-                layers.append(nn.BatchNorm1d(width, momentum=0.05))
+            layers.append(nn.Linear(fan_in, width, bias=not batch_norm))  # batch norm removes a bias
+            if batch_norm:
+                layers.append(StdevBatchNorm1d(width))
             layers.append(activation(act))
             fan_in = width
         layers.append(nn.Linear(fan_in, math.prod(out_shape)))
@@ -101,7 +135,8 @@ def init_linear(net: nn.Module, kind: str, gain: float) -> None:
     for m in net.modules():
         if isinstance(m, nn.Linear):
             nn.init.orthogonal_(m.weight, gain) if kind == "orthogonal" else nn.init.normal_(m.weight, 0.0, gain)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 @MODELS.register("mlp")

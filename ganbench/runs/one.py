@@ -48,7 +48,7 @@ from ganbench.runs.tensorboard import log_dir as tb_dir
 from ganbench.samples import save_generator
 from ganbench.steps import step_of
 from ganbench.steps.unrolled import check_discriminator
-from ganbench.train import train
+from ganbench.train import check_bn_refresh, train
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
                             f"class-conditional (use a conditional model such as cdcgan)")
         step_of(cfg).check(cfg, LOSSES[cfg.loss], cond)
         check_discriminator(cfg, d)
+        check_bn_refresh(cfg, g)
         g.eval()
         d.eval()
         with torch.no_grad():
