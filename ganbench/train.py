@@ -105,6 +105,15 @@ def lr_factor(cfg: RunConfig, step: int) -> float:
     return min(1.0, (cfg.steps - step) / decay_steps)
 
 
+def generate_packed(g: nn.Module, z: torch.Tensor, pack: int) -> torch.Tensor:
+    """G's batch for a discriminator that judges packs of ``pack``, as PacGAN's code makes it: one
+    call of G per pack slot, each on B / pack latents (so batch norm normalises each slot by its own
+    statistics), and pack i made of the i-th sample of every slot. (B, z_dim) -> (B, *shape), in the
+    order ``Packed`` groups: consecutive samples."""
+    slots = [g(chunk) for chunk in z.chunk(pack)]
+    return torch.stack(slots, dim=1).flatten(0, 1)
+
+
 def batch_norms(net: nn.Module) -> list[nn.Module]:
     """The layers of ``net`` that normalise by batch statistics and keep population statistics."""
     return [m for m in net.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, StdevBatchNorm1d))]
@@ -120,8 +129,8 @@ def check_bn_refresh(cfg: RunConfig, g: nn.Module) -> None:
 def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.device, num_classes: int) -> None:
     """Renew the population statistics of G's batch norms at its current weights, as PacGAN's code
     does before each evaluation (its training-set monitor, 50 batches, applies the population
-    updates): ``cfg.bn_refresh`` batches of ``cfg.batch_size`` fresh latents through G with only its
-    batch norms in training mode, each moving the statistics by the layer's momentum. The latents
+    updates): ``cfg.bn_refresh`` batches of ``cfg.batch_size`` fresh latents (split into pack slots
+    as in training) through G with only its batch norms in training mode, each moving the statistics by the layer's momentum. The latents
     come from a stream of their own (one per evaluation step), so training is unchanged and a
     resumed run refreshes exactly as an unbroken one."""
     norms = batch_norms(g)
@@ -134,8 +143,8 @@ def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.de
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise, device=device)
             if num_classes:
                 g(z, torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device))
-            else:
-                g(z)
+            else:  # in the batches that training uses: one per pack slot
+                generate_packed(g, z, cfg.pack)
     finally:
         for m in norms:
             m.eval()
@@ -287,6 +296,8 @@ def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, o
         return distributed.shard(z), distributed.shard(y)  # under torchrun: this rank's slice
 
     def G(z, y):
+        if cfg.pack > 1:  # (conditional models take no packs)
+            return generate_packed(g, z, cfg.pack)
         return g(z, y) if cond else g(z)
 
     def D(x, y):

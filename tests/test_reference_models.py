@@ -18,6 +18,7 @@ from ganbench.models.blocks import Packed
 from ganbench.models.mlp import Maxout, StdevBatchNorm1d
 from ganbench.runs.suite import validate_suite
 from ganbench.steps.unrolled import lookahead, unrolled_generator_loss
+import ganbench.train as train_module
 from ganbench.train import build_models, train
 
 CPU = torch.device("cpu")
@@ -144,6 +145,23 @@ def test_bn_refresh_before_intermediate_evaluations_resumes_exactly(tmp_path):
     assert [s for s, _ in seen["whole"]] == [5, 10, 15]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(seen["whole"], seen["cut"] + seen["resumed"]))
     assert not torch.equal(seen["whole"][0][1], seen["whole"][1][1])
+
+
+def test_packed_generator_runs_once_per_slot_and_packs_the_slots_ith_samples(monkeypatch):
+    """PacGAN's code calls G once per pack slot (each slot normalised by its own batch statistics)
+    and packs the i-th sample of every slot."""
+    cfg = RunConfig(**VARIANTS["pacgan"], steps=1)  # batch 32, pack 2
+    g, d = build_models(cfg, DATASETS["ring8"](), CPU)
+    monkeypatch.setattr(train_module, "build_models", lambda *args: (g, d))
+    outputs, d_inputs = [], []
+    g.register_forward_hook(lambda m, i, o: outputs.append(o.detach()))
+    d.inner.net[0].register_forward_hook(lambda m, i, o: d_inputs.append(i[0].detach()))
+    _train(cfg)
+    step_outputs = outputs[-4:]  # after the loop's output check: D's step and G's step
+    assert [len(o) for o in step_outputs] == [16, 16, 16, 16]  # two slots of 16 each, one batch-norm batch each
+    real, fake = d_inputs[-3], d_inputs[-2]  # D's step: the real packs, then the generated ones
+    assert real.shape == fake.shape == (16, 4)
+    assert torch.equal(fake, torch.cat(step_outputs[:2], dim=1))  # pack i = (slot 0's i-th, slot 1's i-th)
 
 
 def test_packed_discriminator_sees_pack_samples_per_input():

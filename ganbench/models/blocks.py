@@ -45,7 +45,9 @@ class Packed(nn.Module):
     (B, *shape) -> logits (B / pack,): consecutive samples are concatenated into one input, along
     the features of flat data and along the channels of images, so ``inner`` is built for inputs of
     ``pack`` times the features (or channels). Real samples are packed with real ones and generated
-    with generated ones; the batches are i.i.d., so consecutive samples form random packs.
+    with generated ones; the real batches are i.i.d., so consecutive samples form random packs, and
+    the training loop orders the generated batch so that pack i holds the i-th sample of each of
+    G's per-slot calls (``ganbench.train.generate_packed``).
     """
 
     def __init__(self, inner: nn.Module, pack: int):
