@@ -147,14 +147,15 @@ class _SumOverRanks(torch.autograd.Function):
         return _SumOverRanks.apply(grad)
 
 
-def batch_moments(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor, float]:
+def batch_moments(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """Mean and biased variance over ``dims`` of the whole batch over every rank, differentiable
-    through the all-reduce, and the number of values each is over. The slices are equal (``shard``)."""
+    through the all-reduce; the number of values each is over; and x minus the mean. The slices are
+    equal (``shard``)."""
     n = x.numel() / math.prod(x.shape[d] for d in range(x.dim()) if d not in dims) * world_size()
     mean = _SumOverRanks.apply(x.sum(dims)) / n
     shape = [1 if d in dims else x.shape[d] for d in range(x.dim())]
     centred = x - mean.view(shape)
-    return mean, _SumOverRanks.apply((centred * centred).sum(dims)) / n, n
+    return mean, _SumOverRanks.apply((centred * centred).sum(dims)) / n, n, centred
 
 
 class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
@@ -185,8 +186,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32 under autocast
-        mean, var, n = batch_moments(xf, dims)
-        centred = xf - mean.view(shape)
+        mean, var, n, centred = batch_moments(xf, dims)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

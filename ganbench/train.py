@@ -105,6 +105,20 @@ def lr_factor(cfg: RunConfig, step: int) -> float:
     return min(1.0, (cfg.steps - step) / decay_steps)
 
 
+def shard_latents(z: torch.Tensor, y: torch.Tensor | None, pack: int) -> tuple:
+    """This rank's part of a batch of latents (and labels). With ``pack`` > 1, every rank holds its
+    share of each pack slot, so that ``generate_packed`` on the ranks (batch norm over the ranks)
+    makes the slots and packs of one process; outside a group the batch is returned as it is."""
+    if pack > 1 and distributed.active():
+        w = distributed.world_size()
+        if len(z) % (pack * w):
+            raise UserError(f"a batch of {len(z)} in packs of {pack} does not split evenly over {w} processes; "
+                            f"use a batch_size divisible by {pack * w}")
+        # (slot, rank, i) -> (rank, slot, i): rank r's slice is slot 0's r-th share, slot 1's, ...
+        z = z.view(pack, w, len(z) // (pack * w), *z.shape[1:]).transpose(0, 1).flatten(0, 2)
+    return distributed.shard(z), distributed.shard(y)
+
+
 def generate_packed(g: nn.Module, z: torch.Tensor, pack: int) -> torch.Tensor:
     """G's batch for a discriminator that judges packs of ``pack``, as PacGAN's code makes it: one
     call of G per pack slot, each on B / pack latents (so batch norm normalises each slot by its own
@@ -120,6 +134,9 @@ def batch_norms(net: nn.Module) -> list[nn.Module]:
 
 
 def check_bn_refresh(cfg: RunConfig, g: nn.Module) -> None:
+    if cfg.bn_refresh and is_translator(g):
+        raise UserError(f"config key 'bn_refresh' ({cfg.bn_refresh}) feeds latents to the generator; "
+                        f"{cfg.model!r} translates images")
     if cfg.bn_refresh and not batch_norms(g):
         raise UserError(f"config key 'bn_refresh' ({cfg.bn_refresh}) renews batch-norm statistics, but the "
                         f"{cfg.model!r} generator has no batch norm")
@@ -139,12 +156,11 @@ def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.de
     for m in norms:
         m.train()
     try:
-        for _ in range(cfg.bn_refresh):
+        for _ in range(cfg.bn_refresh):  # in the batches training uses: one per pack slot, this rank's share
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise, device=device)
-            if num_classes:
-                g(z, torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device))
-            else:  # in the batches that training uses: one per pack slot
-                generate_packed(g, z, cfg.pack)
+            y = torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device) if num_classes else None
+            z, y = shard_latents(z, y, cfg.pack)
+            g(z, y) if num_classes else generate_packed(g, z, cfg.pack)
     finally:
         for m in norms:
             m.eval()
@@ -208,7 +224,7 @@ def train(
     synchronize(device)
     start = time.perf_counter() - done_seconds
     interval_start, eval_seconds, ckpt_seconds = time.perf_counter(), 0.0, 0.0
-    diverged = None
+    diverged, refreshed = None, -1
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
         if cfg.lr_decay:
@@ -240,6 +256,7 @@ def train(
             current.eval()
             if cfg.bn_refresh:
                 refresh_batch_norm(current, cfg, step, device, dataset.num_classes if cond else 0)
+                refreshed = step
             result = on_eval(step, current)
             current.train()
             reason = monitor.evaluation(step, *result) if result else None
@@ -265,7 +282,7 @@ def train(
     d.requires_grad_(True)
     final_g = g if ema is None else ema.module
     final_g.eval()
-    if cfg.bn_refresh:
+    if cfg.bn_refresh and refreshed != step:  # (an evaluation that stopped the run has refreshed)
         refresh_batch_norm(final_g, cfg, step, device, dataset.num_classes if cond else 0)
     return TrainResult(final_g, d, step, diverged, seconds, monitor.history, ckpt_seconds)
 
@@ -293,7 +310,7 @@ def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, o
     def latents():  # (z, labels for a conditional generator)
         z = torch.randn(B, zdim, generator=noise, device=device)
         y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
-        return distributed.shard(z), distributed.shard(y)  # under torchrun: this rank's slice
+        return shard_latents(z, y, cfg.pack)  # under torchrun: this rank's slice
 
     def G(z, y):
         if cfg.pack > 1:  # (conditional models take no packs)

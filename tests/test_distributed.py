@@ -152,6 +152,12 @@ def test_torchrun_cli_writes_rows_once_from_rank_0(tmp_path):
 
 
 DCGAN = dict(model="dcgan", loss="ns", dataset="digits", steps=3, batch_size=16, width=8, z_dim=8)
+# trained on two processes and on one: DCGAN (SyncBatchNorm), and PacGAN's 2-D networks with packs of 2
+# (G once per pack slot, its StdevBatchNorm1d over every rank's share of the slot), renewed before evaluation
+TRAINED = (("ns", DCGAN), ("wgan-gp", {**DCGAN, "loss": "wgan-gp", "n_dis": 2}),
+           ("pacgan", dict(model="mlp", loss="ns", dataset="ring8", steps=3, batch_size=16, width=16, depth=2, z_dim=2,
+                           g_batch_norm=True, maxout=3, d_width=8, d_depth=2, pack=2, update="simultaneous",
+                           bn_refresh=2)))
 
 
 def _bn_batch():
@@ -191,8 +197,8 @@ def _bn_worker(rank: int, out: str) -> None:
         stdev = _bn_step(stdev_bn, distributed.shard(x[:, :, 0, 0]), distributed.shard(w[:, :, 0, 0]))
         stdev += (stdev_bn.running_mean.clone(), stdev_bn.running_std.clone())
         results = {}
-        for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
-            cfg = RunConfig(**{**DCGAN, **changes})
+        for name, values in TRAINED:
+            cfg = RunConfig(**values)
             r = train(cfg, DATASETS[cfg.dataset](cfg), torch.device("cpu"))
             results[name] = ({k: v.clone() for k, v in r.generator.state_dict().items()},
                              {k: v.clone() for k, v in r.discriminator.state_dict().items()},
@@ -207,7 +213,8 @@ def _bn_worker(rank: int, out: str) -> None:
 def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_path):
     """Each process normalises its half of the batch with the statistics of the whole batch, and
     the gradients flow through them: outputs, input gradients, the summed weight gradient and the
-    running statistics equal one process's batch norm on the full batch; DCGAN trains as on one."""
+    running statistics equal one process's batch norm on the full batch; DCGAN and PacGAN's packed 2-D
+    networks train as on one."""
     torch.set_num_threads(1)
     mp.spawn(_bn_worker, args=(str(tmp_path),), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"bn{r}.pt", weights_only=True) for r in (0, 1)]
@@ -236,8 +243,8 @@ def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_pat
         torch.testing.assert_close(r["stdev"][3], single[3], **close)
         torch.testing.assert_close(r["stdev"][4], single[4], **close)
 
-    for name, changes in (("ns", {}), ("wgan-gp", {"loss": "wgan-gp", "n_dis": 2})):
-        cfg = RunConfig(**{**DCGAN, **changes})
+    for name, values in TRAINED:
+        cfg = RunConfig(**values)
         one = train(cfg, DATASETS[cfg.dataset](cfg), torch.device("cpu"))
         (g0, d0, losses0), (g1, d1, losses1) = ranks[0]["train"][name], ranks[1]["train"][name]
         assert all(torch.equal(g0[k], g1[k]) for k in g0) and all(torch.equal(d0[k], d1[k]) for k in d0)

@@ -17,6 +17,7 @@ from ganbench.losses import LOSSES
 from ganbench.models.blocks import Packed
 from ganbench.models.mlp import Maxout, StdevBatchNorm1d
 from ganbench.runs.suite import validate_suite
+from ganbench.seeding import derive_seed
 from ganbench.steps.unrolled import lookahead, unrolled_generator_loss
 import ganbench.train as train_module
 from ganbench.train import build_models, train
@@ -84,10 +85,13 @@ def test_generator_batch_norm_normalises_each_hidden_layer():
     linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
     assert [m.bias is None for m in linears] == [True, True, True, False]  # as PacGAN's decoder: bias on the output only
     seen = []
-    norms[0].register_forward_hook(lambda m, i, o: seen.append(o))
+    norms[0].register_forward_hook(lambda m, i, o: seen.append((i[0].detach(), o.detach())))
     g(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
-    assert torch.allclose(seen[0].mean(0), torch.zeros(16), atol=1e-5)
-    assert torch.allclose(seen[0].var(0, unbiased=False), torch.ones(16), atol=0.2)  # v / (v + eps), eps = 1e-4
+    x, y = seen[0]
+    v = x.double().var(0, unbiased=False)
+    assert torch.allclose(y.mean(0), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(y.double().var(0, unbiased=False), v / (v + 1e-4), rtol=1e-4)  # eps 1e-4, not PyTorch's 1e-5
+    assert v.min() < 0.01  # (a unit where 1e-4 and 1e-5 differ by over 1e-4 relative)
 
 
 def test_stdev_batch_norm_computes_as_blocks():
@@ -112,24 +116,34 @@ def test_stdev_batch_norm_computes_as_blocks():
     assert torch.equal(bn.running_mean.double(), rm)  # evaluation leaves the statistics alone
 
 
-def test_bn_refresh_renews_the_statistics_at_the_final_weights_and_leaves_training_alone():
+def test_bn_refresh_renews_the_statistics_at_the_evaluated_weights_and_leaves_training_alone():
     """PacGAN's code renews G's population statistics before each evaluation; the refresh runs G on a
-    noise stream of its own, so the weights (and D) are those of a run without it, bit for bit."""
-    cfg = RunConfig(**VARIANTS["pacgan"], steps=20)
-    plain = _train(cfg)
-    refreshed = _train(cfg.replace(bn_refresh=300))
+    noise stream of its own, so the weights (and D) are those of a run without it, bit for bit, with
+    refreshes at intermediate evaluations as well as at the end."""
+    cfg = RunConfig(**VARIANTS["pacgan"], steps=20)  # batch 32 in 2 pack slots of 16
     params = lambda net: dict(net.named_parameters())  # noqa: E731
-    assert all(torch.equal(p, params(refreshed.generator)[k]) for k, p in params(plain.generator).items())
-    assert _equal(plain.discriminator, refreshed.discriminator)
-    first = [m for m in refreshed.generator.modules() if isinstance(m, nn.Linear)][0]
-    norm = [m for m in refreshed.generator.modules() if isinstance(m, StdevBatchNorm1d)][0]
+    quiet = dict(on_eval=lambda step, g: None)
+    for every in (5, 0):  # refreshes at steps 5, 10, 15 and 20; at step 20 only
+        plain = _train(cfg.replace(eval_every=every), **quiet)
+        refreshed = _train(cfg.replace(eval_every=every, bn_refresh=40), **quiet)
+        assert all(torch.equal(p, params(refreshed.generator)[k]) for k, p in params(plain.generator).items())
+        assert _equal(plain.discriminator, refreshed.discriminator)
+    # The first hidden layer sees W z alone, so its statistics can be replayed: 40 batches of the
+    # refresh stream, each split into 2 slots of 16, each slot's biased variance + 1e-4 under the root,
+    # mean and standard deviation averaged as p <- 0.95 p + 0.05 slot, from the statistics training left.
+    first = [m for m in plain.generator.modules() if isinstance(m, nn.Linear)][0].weight.detach().double()
     stale = [m for m in plain.generator.modules() if isinstance(m, StdevBatchNorm1d)][0]
-    # the first hidden layer is w_i . z with z ~ N(0, I): mean 0 and standard deviation |w_i|; a batch
-    # of 32 has E[biased variance] = 31/32 |w_i|^2
-    truth = (first.weight.detach().double().square().sum(1) * 31 / 32 + 1e-4).sqrt()
-    assert torch.allclose(norm.running_std.double(), truth, rtol=0.05)
-    assert (norm.running_mean.double().abs() < 0.15 * truth).all()  # 5 sd of the average of batch means
-    assert not torch.allclose(stale.running_std.double(), truth, rtol=0.05)  # 20 steps at momentum 0.05 are not enough
+    mean, std = stale.running_mean.double(), stale.running_std.double()
+    noise = torch.Generator().manual_seed((derive_seed(cfg.seed, "bn_refresh") + cfg.steps) % 2**63)
+    for _ in range(40):
+        for slot in torch.randn(32, 2, generator=noise).double().chunk(2):
+            h = slot @ first.T
+            mean = 0.95 * mean + 0.05 * h.mean(0)
+            std = 0.95 * std + 0.05 * (h.var(0, unbiased=False) + 1e-4).sqrt()
+    norm = [m for m in refreshed.generator.modules() if isinstance(m, StdevBatchNorm1d)][0]
+    assert torch.allclose(norm.running_mean.double(), mean, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(norm.running_std.double(), std, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(stale.running_std.double(), std, rtol=0.05)  # training's 20 steps had not got there
 
 
 def test_bn_refresh_before_intermediate_evaluations_resumes_exactly(tmp_path):

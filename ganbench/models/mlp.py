@@ -73,9 +73,10 @@ class StdevBatchNorm1d(nn.Module):
         if not self.training:
             return (x - self.running_mean) * (self.weight / self.running_std) + self.bias
         if distributed.active():  # under torchrun: the statistics of the whole batch over every rank
-            mean, var, _ = distributed.batch_moments(x, [0])
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32
+            mean, var, _, centred = distributed.batch_moments(xf, [0])
             inv_std = torch.rsqrt(var + self.eps)
-            y = (x - mean) * inv_std * self.weight + self.bias
+            y = (centred * inv_std * self.weight + self.bias).to(x.dtype)
         else:  # one fused kernel that also returns the batch mean and 1 / sqrt(var + eps)
             y, mean, inv_std = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
         with torch.no_grad():
