@@ -147,9 +147,9 @@ def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.de
     """Renew the population statistics of G's batch norms at its current weights, as PacGAN's code
     does before each evaluation (its training-set monitor, 50 batches, applies the population
     updates): ``cfg.bn_refresh`` batches of ``cfg.batch_size`` fresh latents (split into pack slots
-    as in training) through G with only its batch norms in training mode, each moving the statistics by the layer's momentum. The latents
-    come from a stream of their own (one per evaluation step), so training is unchanged and a
-    resumed run refreshes exactly as an unbroken one."""
+    as in training) through G with only its batch norms in training mode, each moving the statistics
+    by the layer's momentum. The latents come from a stream of their own (one per evaluation step),
+    so training is unchanged and a resumed run refreshes exactly as an unbroken one."""
     norms = batch_norms(g)
     noise = torch.Generator(device=device)
     noise.manual_seed((derive_seed(cfg.seed, "bn_refresh") + step) % 2**63)
