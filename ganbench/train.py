@@ -119,6 +119,21 @@ def shard_latents(z: torch.Tensor, y: torch.Tensor | None, pack: int) -> tuple:
     return distributed.shard(z), distributed.shard(y)
 
 
+def draw_latents(cfg: RunConfig, num_classes: int, noise: torch.Generator, device: torch.device) -> tuple:
+    """A batch of ``cfg.batch_size`` latents, and labels when ``num_classes`` (a conditional G), from
+    ``noise``; this rank's share of it under torchrun (``shard_latents``)."""
+    z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise, device=device)
+    y = torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device) if num_classes else None
+    return shard_latents(z, y, cfg.pack)
+
+
+def generate(g: nn.Module, z: torch.Tensor, y: torch.Tensor | None, pack: int) -> torch.Tensor:
+    """G's batch: with labels a conditional call, with packs one call per slot, else one call."""
+    if y is not None:  # (conditional models take no packs)
+        return g(z, y)
+    return generate_packed(g, z, pack) if pack > 1 else g(z)
+
+
 def generate_packed(g: nn.Module, z: torch.Tensor, pack: int) -> torch.Tensor:
     """G's batch for a discriminator that judges packs of ``pack``, as PacGAN's code makes it: one
     call of G per pack slot, each on B / pack latents (so batch norm normalises each slot by its own
@@ -157,10 +172,7 @@ def refresh_batch_norm(g: nn.Module, cfg: RunConfig, step: int, device: torch.de
         m.train()
     try:
         for _ in range(cfg.bn_refresh):  # in the batches training uses: one per pack slot, this rank's share
-            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise, device=device)
-            y = torch.randint(num_classes, (cfg.batch_size,), generator=noise, device=device) if num_classes else None
-            z, y = shard_latents(z, y, cfg.pack)
-            g(z, y) if num_classes else generate_packed(g, z, cfg.pack)
+            generate(g, *draw_latents(cfg, num_classes, noise, device), cfg.pack)
     finally:
         for m in norms:
             m.eval()
@@ -305,17 +317,12 @@ def _restore(saved: dict, nets: dict, noise: torch.Generator, data: Counted, mon
 def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, opt_d, data, noise,
              cond: bool) -> StepContext:
     """What the step reads: networks, optimisers, the data and noise streams, and the forward calls."""
-    B, zdim = cfg.batch_size, cfg.z_dim
 
-    def latents():  # (z, labels for a conditional generator)
-        z = torch.randn(B, zdim, generator=noise, device=device)
-        y = torch.randint(dataset.num_classes, (B,), generator=noise, device=device) if cond else None
-        return shard_latents(z, y, cfg.pack)  # under torchrun: this rank's slice
+    def latents():  # (z, labels for a conditional generator), this rank's share under torchrun
+        return draw_latents(cfg, dataset.num_classes if cond else 0, noise, device)
 
     def G(z, y):
-        if cfg.pack > 1:  # (conditional models take no packs)
-            return generate_packed(g, z, cfg.pack)
-        return g(z, y) if cond else g(z)
+        return generate(g, z, y, cfg.pack)
 
     def D(x, y):
         return d(x, y) if cond else d(x)
