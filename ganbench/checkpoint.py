@@ -53,6 +53,7 @@ class Checkpointer:
     def __init__(self, folder: Path, every: int):
         self.folder = Path(folder)
         self.every = every
+        self.loaded: Path | None = None  # the file ``load()`` returned
 
     def due(self, step: int, last: int) -> bool:
         return step == last or (self.every > 0 and step % self.every == 0)
@@ -76,6 +77,8 @@ class Checkpointer:
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 if not isinstance(state, dict) or state.get("format") != FORMAT:
                     raise ValueError("not a ganbench checkpoint")
+                if not all(key in state for key in ("config", "step", "rng")):
+                    raise ValueError("incomplete")
             except Exception as e:
                 errors.append(f"{path} ({type(e).__name__})")
                 continue
@@ -84,7 +87,30 @@ class Checkpointer:
             diff = config_diff(state["config"], config)
             if diff:
                 raise UserError(f"{path}: refusing to resume with a different config: {'; '.join(diff)}")
+            self.loaded = path
             return state
         if errors:
             raise UserError(f"no readable checkpoint in {self.folder}: {', '.join(errors)}")
         return None
+
+
+def mismatch(obj, state) -> str:
+    """Why ``state`` does not load into ``obj`` (a module: its missing, unexpected and resized
+    entries), for an error message; "" when nothing can be named."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state dict"
+    if not isinstance(obj, torch.nn.Module):
+        return ""
+    own = obj.state_dict()
+
+    def names(keys: list) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    resized = [f"{k} {tuple(state[k].shape)} for {tuple(own[k].shape)}" for k in own
+               if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape]
+    found = [f"{what} {names(keys)}" for what, keys in
+             (("missing", missing), ("unexpected", unexpected), ("shape", resized)) if keys]
+    return "; ".join(found)
+

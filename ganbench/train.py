@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ganbench import distributed
-from ganbench.checkpoint import Checkpointer, set_global_rng_state
+from ganbench.checkpoint import Checkpointer, mismatch, set_global_rng_state
 from ganbench.config import RunConfig
 from ganbench.data.checks import check_output
-from ganbench.errors import UserError
+from ganbench.errors import UserError, one_line
 from ganbench.losses import LOSSES
 from ganbench.models import MODELS, check_pairing, is_conditional, is_translator
 from ganbench.models.mlp import StdevBatchNorm1d
@@ -231,7 +232,8 @@ def train(
     ctx = _context(cfg, dataset, device, loss, g, d, opt_g, opt_d, data, noise, cond)
     nets = {"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d, **({"ema": ema} if ema is not None else {})}
     saved = checkpoint.load(cfg.to_dict()) if checkpoint is not None else None
-    step, done_seconds = _restore(saved, nets, noise, data, monitor, extra_state) if saved is not None else (0, 0.0)
+    step, done_seconds = (_restore(saved, checkpoint.loaded, nets, noise, data, monitor, extra_state)
+                          if saved is not None else (0, 0.0))
 
     synchronize(device)
     start = time.perf_counter() - done_seconds
@@ -299,19 +301,41 @@ def train(
     return TrainResult(final_g, d, step, diverged, seconds, monitor.history, ckpt_seconds)
 
 
-def _restore(saved: dict, nets: dict, noise: torch.Generator, data: Counted, monitor: Monitor,
+def _restore(saved: dict, path, nets: dict, noise: torch.Generator, data: Counted, monitor: Monitor,
              extra_state) -> tuple[int, float]:
     """Continue exactly where a checkpoint left off: weights, optimisers, noise and data streams,
-    monitor, global RNG and the caller's state. Returns (steps done, training seconds so far)."""
+    monitor, global RNG and the caller's state. Returns (steps done, training seconds so far).
+
+    A checkpoint of this config whose contents do not fit the run (written by a ganbench whose
+    networks or state differ, or damaged) is a one-line error that names what differs."""
     for key, obj in nets.items():
-        obj.load_state_dict(saved[key])
-    noise.set_state(saved["noise"].to(noise.get_state().device))
-    data.skip(saved["batches"])
-    monitor.load_state_dict(saved["monitor"])
-    set_global_rng_state(saved["rng"])
-    if extra_state is not None:
-        extra_state[1](saved["extra"])
-    return saved["step"], saved["train_seconds"]
+        with _fits(path, key, obj, saved.get(key)):
+            obj.load_state_dict(saved[key])
+    with _fits(path, "state"):
+        noise.set_state(saved["noise"].to(noise.get_state().device))
+        batches = saved["batches"]
+    data.skip(batches)  # (before the global RNG is set: a dataset may draw from it)
+    with _fits(path, "state"):
+        monitor.load_state_dict(saved["monitor"])
+        set_global_rng_state(saved["rng"])
+        if extra_state is not None:
+            extra_state[1](saved["extra"])
+        return saved["step"], saved["train_seconds"]
+
+
+_PARTS = {"g": "generator", "d": "discriminator", "opt_g": "generator's optimiser",
+          "opt_d": "discriminator's optimiser", "ema": "EMA generator"}
+
+
+@contextlib.contextmanager
+def _fits(path, part: str, obj=None, state=None):
+    """Turn a failure to load ``part`` of the checkpoint at ``path`` into a one-line UserError."""
+    try:
+        yield
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        why = (mismatch(obj, state) if obj is not None else "") or one_line(e)
+        raise UserError(f"{path}: its {_PARTS.get(part, part)} does not fit this run ({why}); written by another ganbench version, "
+                        f"or damaged: delete {Path(path).parent / 'checkpoint*.pt'} to train the run from the start") from None
 
 
 def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, opt_d, data, noise,

@@ -96,6 +96,70 @@ def test_no_readable_checkpoint_is_a_clear_error(tmp_path, tiny_cfg, cpu):
         Checkpointer(tmp_path, 10).load(cfg.to_dict())
 
 
+def _edit_both(tmp_path, edit):
+    """Apply ``edit`` to the state of both checkpoints on disk."""
+    for name in (NAME, PREVIOUS):
+        state = torch.load(tmp_path / name, weights_only=True)
+        edit(state)
+        torch.save(state, tmp_path / name)
+
+
+def test_checkpoint_without_its_config_counts_as_unreadable(tmp_path, tiny_cfg, cpu, capsys):
+    cfg = tiny_cfg.replace(steps=40)
+    _two_checkpoints(tmp_path, cfg, cpu)
+    state = torch.load(tmp_path / NAME, weights_only=True)
+    del state["config"]
+    torch.save(state, tmp_path / NAME)
+    assert Checkpointer(tmp_path, 10).load(cfg.to_dict())["step"] == 10  # the previous one
+    assert "checkpoint.pt (ValueError) is unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["g"].__setitem__("net.0.weight_old", s["g"].pop("net.0.weight")),
+     "its generator does not fit this run (missing net.0.weight; unexpected net.0.weight_old)"),
+    (lambda s: s["d"].__setitem__("net.0.bias", torch.zeros(7)),
+     "its discriminator does not fit this run (shape net.0.bias (7,) for (32,))"),
+    (lambda s: s["opt_g"]["param_groups"].pop(),
+     "its generator's optimiser does not fit this run (ValueError: loaded state dict has a different number of"),
+    (lambda s: s.pop("monitor"), "its state does not fit this run (KeyError: 'monitor')"),
+])
+def test_checkpoint_that_does_not_fit_the_run_is_a_clear_error(tmp_path, tiny_cfg, cpu, edit, message):
+    """A checkpoint of the same config written by a ganbench whose networks differ (or damaged
+    inside a readable file) names what differs, in one line, and stays on disk."""
+    cfg = tiny_cfg.replace(steps=40)
+    ds = _two_checkpoints(tmp_path, cfg, cpu)
+    _edit_both(tmp_path, edit)
+    before = (tmp_path / NAME).read_bytes()
+    with pytest.raises(UserError) as e:
+        train(cfg, ds, cpu, checkpoint=Checkpointer(tmp_path, 10))
+    text = str(e.value)
+    assert text.startswith(f"{tmp_path / NAME}: ") and message in text and "\n" not in text
+    assert f"delete {tmp_path / 'checkpoint*.pt'}" in text
+    assert (tmp_path / NAME).read_bytes() == before
+
+
+def test_cli_resume_from_a_checkpoint_that_does_not_fit_exits_2(tmp_path, capsys, monkeypatch):
+    from ganbench.runs import one
+
+    out = tmp_path / "res"
+    args = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress", "--set", "width=16",
+            "--set", "depth=1", "--set", "batch_size=32", "--set", "steps=20", "--checkpoint-every", "10"]
+    real = one.train
+    monkeypatch.setattr(one, "train", lambda *a, **k: real(*a, **{**k, "on_step": _stop_at(15)}))
+    assert main(args) == 1  # stopped after its checkpoint at step 10: a failed run keeps it
+    monkeypatch.undo()
+    run = next((out / "runs").iterdir())
+    state = torch.load(run / NAME, weights_only=True)
+    state["g"].pop("net.0.bias")
+    torch.save(state, run / NAME)
+    results = (out / "results.jsonl").read_bytes()  # the failed run's row
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its generator does not fit this run (missing net.0.bias)" in err
+    assert torch.load(run / NAME, weights_only=True)["step"] == 10 and (out / "results.jsonl").read_bytes() == results
+
+
 def test_resuming_with_another_config_is_refused(tmp_path, tiny_cfg, cpu):
     cfg = tiny_cfg.replace(steps=40)
     _two_checkpoints(tmp_path, cfg, cpu)
