@@ -97,6 +97,8 @@ class Checkpointer:
 def mismatch(obj, state) -> str:
     """Why ``state`` does not load into ``obj`` (a module: its missing, unexpected and resized
     entries), for an error message; "" when nothing can be named."""
+    if state is None:
+        return "not in the checkpoint"
     if not isinstance(state, dict):
         return f"a {type(state).__name__}, not a state dict"
     if not isinstance(obj, torch.nn.Module):

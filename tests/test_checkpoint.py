@@ -121,6 +121,7 @@ def test_checkpoint_without_its_config_counts_as_unreadable(tmp_path, tiny_cfg, 
      "its discriminator does not fit this run (shape net.0.bias (7,) for (32,))"),
     (lambda s: s["opt_g"]["param_groups"].pop(),
      "its generator's optimiser does not fit this run (ValueError: loaded state dict has a different number of"),
+    (lambda s: s.pop("opt_d"), "its discriminator's optimiser does not fit this run (not in the checkpoint)"),
     (lambda s: s.pop("monitor"), "its state does not fit this run (KeyError: 'monitor')"),
 ])
 def test_checkpoint_that_does_not_fit_the_run_is_a_clear_error(tmp_path, tiny_cfg, cpu, edit, message):
