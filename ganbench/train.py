@@ -332,10 +332,13 @@ def _fits(path, part: str, obj=None, state=None):
     """Turn a failure to load ``part`` of the checkpoint at ``path`` into a one-line UserError."""
     try:
         yield
+    except UserError:
+        raise
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         why = (mismatch(obj, state) if obj is not None else "") or one_line(e)
-        raise UserError(f"{path}: its {_PARTS.get(part, part)} does not fit this run ({why}); written by another ganbench version, "
-                        f"or damaged: delete {Path(path).parent / 'checkpoint*.pt'} to train the run from the start") from None
+        raise UserError(f"{path}: its {_PARTS.get(part, part)} does not fit this run ({why}); written by another "
+                        f"ganbench version, or damaged: delete {Path(path).parent / 'checkpoint*.pt'} to train "
+                        f"the run from the start") from None
 
 
 def _context(cfg: RunConfig, dataset, device: torch.device, loss, g, d, opt_g, opt_d, data, noise,
