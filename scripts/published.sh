@@ -19,8 +19,10 @@
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
 # OUT/published-<suite>.html (the report of each suite), OUT/published-rows/<suite>.jsonl.gz (the
 # final result rows of the finished runs: a work folder that does not exist yet starts from them,
-# so a suite continues across machines without retraining what has finished) and appends one line
-# per part to OUT/published-timings.csv: when it ran, how long it took, how many runs it finished.
+# so a suite continues across machines without retraining what has finished; an unfinished run's
+# checkpoints, which hold weights, stay in the work folder, so on another machine it starts again
+# from step 0) and appends one line per part to OUT/published-timings.csv: when it ran, how long
+# it took, how many runs it finished.
 set -euo pipefail
 # Parts in the order they run: cheapest and most informative first.
 all_parts=(
