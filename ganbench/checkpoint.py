@@ -47,6 +47,27 @@ def set_global_rng_state(state: dict) -> None:
     random.setstate(ast.literal_eval(state["python"]))
 
 
+def read(path: Path) -> dict:
+    """The checkpoint at ``path``; an exception when it is unreadable, not a ganbench checkpoint,
+    or lacks its config, step or random states."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError("not a ganbench checkpoint")
+    if not all(key in state for key in ("config", "step", "rng")):
+        raise ValueError("incomplete")
+    return state
+
+
+def newest(folder: Path) -> dict | None:
+    """The newest readable checkpoint in ``folder`` as it is, config unchecked; None when there is none."""
+    for name in (NAME, PREVIOUS):
+        try:
+            return read(Path(folder) / name)
+        except Exception:
+            continue
+    return None
+
+
 class Checkpointer:
     """Saves every ``every`` steps into ``folder``; ``load()`` returns the newest good checkpoint."""
 
@@ -74,11 +95,7 @@ class Checkpointer:
             if not path.exists():
                 continue
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(state, dict) or state.get("format") != FORMAT:
-                    raise ValueError("not a ganbench checkpoint")
-                if not all(key in state for key in ("config", "step", "rng")):
-                    raise ValueError("incomplete")
+                state = read(path)
             except Exception as e:
                 errors.append(f"{path} ({type(e).__name__})")
                 continue

@@ -36,7 +36,8 @@ from ganbench.results.check import check, load_baseline, write_baseline
 from ganbench.results.formats import FORMATS
 from ganbench.results.report import REPORT_FORMATS, write_report
 from ganbench.results.significance import TESTS
-from ganbench.results.store import finished_run_ids, load_results
+from ganbench.results.progress import unfinished_runs
+from ganbench.results.store import RESULTS, finished_run_ids, load_results
 from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
 from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
@@ -303,14 +304,30 @@ def cmd_eval(args) -> int:
 
 
 def cmd_table(args) -> int:
-    df = load_results(Path(args.dir))
+    folder = Path(args.dir)
+    pending = unfinished_runs(folder) if folder.is_dir() else []
+    if pending and not (folder / RESULTS).is_file():
+        _say_unfinished(folder, pending)
+        raise UserError(f"no run in {folder} has finished yet ({len(pending)} started: listed above)")
+    df = load_results(folder)
     if args.published:
         if args.baseline or args.metric:
             raise UserError("--published shows every published number; it takes no --baseline or --metric")
         print(render_published(df, args.format))
     else:
         print(render(df, args.format, args.baseline, args.metric, args.test))
+    _say_unfinished(folder, pending)
     return 0
+
+
+def _say_unfinished(folder: Path, pending: list) -> None:
+    """The runs still under way in ``folder``, on stderr (the table on stdout stays a table)."""
+    if not pending:
+        return
+    print(f"{folder}: {len(pending)} started run{'s' * (len(pending) > 1)} not in the table yet "
+          f"(`ganbench run` with the same --out and --resume continues them from their checkpoints):", file=sys.stderr)
+    for u in pending:
+        print(f"  {u.describe()}", file=sys.stderr)
 
 
 def cmd_report(args) -> int:
