@@ -97,6 +97,7 @@ from ganbench.config import load_suite
 from ganbench.results.published import display, legend
 from ganbench.results.report import write_report
 from ganbench.io import atomic_write_bytes, atomic_write_text
+from ganbench.results.progress import unfinished_runs
 from ganbench.results.store import load_results
 from ganbench.results.formats import to_markdown
 from ganbench.results.tables import comparison_tables, legend_lines, published_table
@@ -118,6 +119,10 @@ for name in names:
            f"Scale: {finished} of {len(ids)} runs finished (seeds {', '.join(map(str, suite.seeds))})."]
     if finished < len(ids):
         md[-1] += " PARTIAL: the settings without finished runs show `not comparable: not run yet`."
+    under_way = [u for u in unfinished_runs(folder) if u.run_id in ids]
+    if under_way:
+        md += ["", "Under way (their checkpoints stay in the work folder, not in the repository; `--resume` on the "
+               "machine that holds them continues them):", ""] + [f"- {u.describe()}" for u in under_way]
     md.append("")
     if rows is not None and finished:
         rows = rows[rows["run_id"].isin(ids)]
@@ -143,8 +148,8 @@ for name in names:
     mine = spent[spent["suite"] == name]
     if len(mine):
         per = mine.groupby("setting", sort=False).agg(seconds=("seconds", "sum"), jobs=("jobs", list))
-        md += ["Wall time of each part on this machine (seconds on 2 cores, summed over the sessions that ran it, "
-               "with each session's `--jobs`): "
+        md += ["Wall time of each part on this machine (seconds on 2 cores, summed over the stretches that ran it, "
+               "with each stretch's `--jobs`): "
                + ", ".join(f"{k} {int(v.seconds):,} (--jobs {', '.join(map(str, v.jobs))})" for k, v in per.iterrows())
                + ".", ""]
 md += [legend([])[0], ""]

@@ -1,13 +1,19 @@
 """Published protocols: the paper suites' data, the published-number parser, verdicts, and
 `ganbench table --published` / `ganbench report` on a tiny paper suite trained end to end."""
 
+import json
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ganbench.checkpoint import NAME
 from ganbench.cli import main
 from ganbench.config import RunConfig, load_suite, select_settings
 from ganbench.data import DATASETS
@@ -241,3 +247,28 @@ def test_list_suites_names_the_paper_suites(capsys):
     assert main(["list", "suites"]) == 0
     out = capsys.readouterr().out
     assert all(re.search(rf"^{name}\s", out, re.M) for name in PAPERS)
+
+
+def test_published_script_lists_the_runs_under_way(tmp_path):
+    """scripts/published.sh --tables-only: a run of a paper suite still training in the work folder
+    is named in published.md with the step of its checkpoint and its last evaluation."""
+    suite = load_suite("paper-pacgan-2d")
+    label, cfg = next((lb, c) for lb, c in suite.runs() if lb == "pacgan2" and c.dataset == "ring8" and c.seed == 0)
+    run = tmp_path / "work" / suite.name / "runs" / cfg.run_id
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"run_id": cfg.run_id, "label": label, "suite": suite.name,
+                                                 "config": cfg.to_dict()}))
+    evaluations = [{"step": 40000, "metric": m, "value": v} for m, v in (("modes", 8.0), ("hq", 0.948), ("kl", 0.0648))]
+    torch.save({"format": "ganbench-checkpoint", "version": 1, "config": cfg.to_dict(), "step": 50000, "rng": {},
+                "extra": json.dumps(evaluations)}, run / NAME)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
+    env = {**os.environ, "GANBENCH": str(Path(sys.executable).with_name("ganbench")), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--tables-only", "--work", str(tmp_path / "work"), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    md = (out / "published.md").read_text()
+    assert "Scale: 0 of 40 runs finished" in md
+    assert (f"- pacgan2 ring8 seed 0 (run {cfg.run_id}): step 50,000 of 400,000; last evaluation (step 40,000): "
+            "modes 8, hq 0.948, kl 0.0648\n") in md
+    assert md.count("Under way") == 1  # the other suites have no run folders
