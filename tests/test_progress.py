@@ -7,6 +7,7 @@ import torch
 
 from ganbench.checkpoint import NAME, PREVIOUS
 from ganbench.cli import main
+from ganbench.results.formats import md_escape
 from ganbench.results.progress import unfinished_runs
 from ganbench.results.store import RESULTS, load_rows
 
@@ -118,3 +119,15 @@ def test_table_of_a_folder_where_nothing_has_finished_lists_the_runs_and_exits_2
     assert f"(run {config['run_id']}): step 20 of 30" in err[1]
     assert err[-1] == f"ganbench table: error: no run in {out} has finished yet (1 started: listed above)"
     assert torch.load(out / "runs" / config["run_id"] / NAME, weights_only=True)["step"] == 20  # left as it was
+
+
+def test_report_names_the_runs_under_way(tmp_path, monkeypatch):
+    from ganbench.results.report import write_report
+
+    out = tmp_path / "res"
+    assert main(ARGS + ["--out", str(out), "--seeds", "0"]) == 0
+    config = _stopped_run(out, monkeypatch, seed=1)
+    (u,) = unfinished_runs(out)
+    text = write_report(out, tmp_path / "report.md").read_text()
+    assert f"Under way, not in this report: {md_escape(u.describe())}." in text
+    assert "Results folder res: 1 runs of 1 settings" in text and config["run_id"] == u.run_id

@@ -39,6 +39,7 @@ from ganbench.results.plots import (
     grid_png,
     png_bytes,
 )
+from ganbench.results.progress import unfinished_runs
 from ganbench.results.store import load_results
 from ganbench.results.tables import (
     comparison_tables,
@@ -106,6 +107,8 @@ def build_report(out: Path, baseline: str | None = None, title: str = "ganbench 
     r.add("p", f"Results folder {Path(out).name}: {final['run_id'].nunique()} runs of "
                f"{final.groupby(['dataset', 'label']).ngroups} settings. Generated "
                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by ganbench {ganbench.__version__}.")
+    for u in unfinished_runs(Path(out)):  # started, not finished: named, never counted
+        r.add("p", f"Under way, not in this report: {u.describe()}.")
     tables = comparison_tables(df, baseline)
     colors = _colors(final)
     r.add("h2", "Comparison")
