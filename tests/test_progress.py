@@ -76,7 +76,7 @@ def test_finished_failed_unreadable_and_unsaved_runs(tmp_path, monkeypatch):
     assert u.seed == 2 and u.step is None and u.unreadable
     assert "no readable checkpoint (--resume refuses it" in u.describe()
 
-    # a run whose last attempt failed keeps its checkpoint and says why
+    # a run with a failed attempt keeps its checkpoint and says why
     from ganbench.runs import one
 
     real = one.train

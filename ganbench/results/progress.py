@@ -26,7 +26,7 @@ class Unfinished:
     step: int | None  # step of its newest readable checkpoint; None: none written yet
     evaluated_at: int | None = None  # step of its last evaluation so far
     evaluated: dict[str, float | None] = field(default_factory=dict)  # metric -> value there (None: no value)
-    failed: str | None = None  # the reason, when its last attempt failed
+    failed: str | None = None  # the reason, when an attempt failed (it is tried again by --resume)
     unreadable: bool = False  # it has checkpoint files, none of them readable
 
     def describe(self) -> str:
@@ -40,7 +40,7 @@ class Unfinished:
             values = ", ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in self.evaluated.items())
             text += f"; last evaluation (step {self.evaluated_at:,}): {values}"
         if self.failed:
-            text += f"; its last attempt failed: {self.failed}"
+            text += f"; an attempt failed: {self.failed}"
         return text
 
 
