@@ -148,8 +148,8 @@ for name in names:
     mine = spent[spent["suite"] == name]
     if len(mine):
         per = mine.groupby("setting", sort=False).agg(seconds=("seconds", "sum"), jobs=("jobs", list))
-        md += ["Wall time of each part on this machine (seconds on 2 cores, summed over the stretches that ran it, "
-               "with each stretch's `--jobs`): "
+        md += ["Wall time of each part (seconds on 2 cores, summed over the stretches that ran it, with each "
+               "stretch's `--jobs`): "
                + ", ".join(f"{k} {int(v.seconds):,} (--jobs {', '.join(map(str, v.jobs))})" for k, v in per.iterrows())
                + ".", ""]
 md += [legend([])[0], ""]
