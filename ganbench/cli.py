@@ -37,7 +37,7 @@ from ganbench.results.formats import FORMATS
 from ganbench.results.report import REPORT_FORMATS, write_report
 from ganbench.results.significance import TESTS
 from ganbench.results.progress import unfinished_runs
-from ganbench.results.store import RESULTS, finished_run_ids, load_results
+from ganbench.results.store import RESULTS, finished_run_ids, frame, load_results, load_rows
 from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
 from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
@@ -305,18 +305,18 @@ def cmd_eval(args) -> int:
 
 def cmd_table(args) -> int:
     folder = Path(args.dir)
-    pending = unfinished_runs(folder) if folder.is_dir() else []
-    if pending and not (folder / RESULTS).is_file():
+    if folder.is_dir() and not (folder / RESULTS).is_file() and (pending := unfinished_runs(folder)):
         _say_unfinished(folder, pending)
         raise UserError(f"no run in {folder} has finished yet ({len(pending)} started: listed above)")
-    df = load_results(folder)
+    rows = load_rows(folder)  # a missing folder or file: its one-line error
+    df = frame(rows)
     if args.published:
         if args.baseline or args.metric:
             raise UserError("--published shows every published number; it takes no --baseline or --metric")
         print(render_published(df, args.format))
     else:
         print(render(df, args.format, args.baseline, args.metric, args.test))
-    _say_unfinished(folder, pending)
+    _say_unfinished(folder, unfinished_runs(folder, rows))
     return 0
 
 

@@ -25,13 +25,8 @@ def _stopped_run(out, monkeypatch, seed: int, at: int = 25) -> dict:
     from ganbench.runs import one
 
     real = one.train
-
-    def stop_at(step):
-        if step == at:
-            raise Stop
-
     before = (out / RESULTS).read_text() if (out / RESULTS).exists() else None
-    monkeypatch.setattr(one, "train", lambda *a, **k: real(*a, **{**k, "on_step": stop_at}))
+    monkeypatch.setattr(one, "train", lambda *a, **k: real(*a, **{**k, "on_step": _raise_at(at, Stop)}))
     assert main(ARGS + ["--out", str(out), "--seeds", str(seed)]) == 1  # the stopped run is recorded as failed
     monkeypatch.undo()
     if before is None:
@@ -88,10 +83,10 @@ def test_finished_failed_unreadable_and_unsaved_runs(tmp_path, monkeypatch):
     assert "RuntimeError: out of luck at step 15" in u.failed and u.describe().endswith(u.failed)
 
 
-def _raise_at(n):
+def _raise_at(n, error=RuntimeError):
     def on_step(step):
         if step == n:
-            raise RuntimeError(f"out of luck at step {n}")
+            raise error(f"out of luck at step {n}")
     return on_step
 
 

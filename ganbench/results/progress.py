@@ -44,12 +44,14 @@ class Unfinished:
         return text
 
 
-def unfinished_runs(out: Path) -> list[Unfinished]:
-    """The runs started in ``out`` without final rows there, by label, dataset and seed."""
+def unfinished_runs(out: Path, rows: list[dict] | None = None) -> list[Unfinished]:
+    """The runs started in ``out`` without final rows there, by label, dataset and seed; ``rows``:
+    the folder's rows when the caller has read them already."""
     runs = Path(out) / "runs"
     if not runs.is_dir():
         return []
-    rows = load_rows(out) if (Path(out) / RESULTS).is_file() else []
+    if rows is None:
+        rows = load_rows(out) if (Path(out) / RESULTS).is_file() else []
     finished = {r["run_id"] for r in rows if r.get("final")}
     failed = {r["run_id"]: r.get("reason") or "no reason recorded" for r in rows
               if r.get("status") == "failed" and not r.get("final")}

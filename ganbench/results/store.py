@@ -80,7 +80,11 @@ def load_rows(out: Path) -> list[dict]:
 def load_results(out: Path) -> pd.DataFrame:
     """A results folder as a DataFrame, one row per result; nested fields become dotted columns
     (``config.lr_g``, ``protocol.num_fake``, ``env.torch``)."""
-    rows = load_rows(out)
+    return frame(load_rows(out))
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of a results folder as ``load_results`` gives them."""
     return pd.json_normalize(rows) if rows else pd.DataFrame()
 
 
