@@ -17,9 +17,10 @@
 #
 # Writes OUT/published.md (the verdict table of every suite, the suites' scale and deviations, and
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
-# OUT/published-<suite>.html (the report of each suite), OUT/published-rows/<suite>.jsonl.gz (the
-# final result rows of the finished runs: a work folder that does not exist yet starts from them,
-# so a suite continues across machines without retraining what has finished; an unfinished run's
+# OUT/published-<suite>.html (the report of each suite), OUT/published-rows/<suite>.jsonl.gz (every
+# result row of the finished runs, their evaluations during training as well as the final one: a
+# work folder that does not exist yet starts from them, so a suite continues across machines
+# without retraining what has finished and its report keeps its metric curves; an unfinished run's
 # checkpoints, which hold weights, stay in the work folder, so on another machine it starts again
 # from step 0) and appends one line per part to OUT/published-timings.csv: when it ran, how long
 # it took, how many runs it finished.
@@ -127,7 +128,8 @@ for name in names:
     if rows is not None and finished:
         rows = rows[rows["run_id"].isin(ids)]
         keep = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
-        keep = [r for r in keep if r.get("final") and r.get("run_id") in ids]
+        done = {r.get("run_id") for r in keep if r.get("final")} & ids
+        keep = [r for r in keep if r.get("run_id") in done]  # the evaluations during training too: the curves
         (out / "published-rows").mkdir(exist_ok=True)
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
         atomic_write_bytes(out / "published-rows" / f"{name}.jsonl.gz", gzip.compress(text.encode(), mtime=0))

@@ -1,6 +1,7 @@
 """Published protocols: the paper suites' data, the published-number parser, verdicts, and
 `ganbench table --published` / `ganbench report` on a tiny paper suite trained end to end."""
 
+import gzip
 import json
 import math
 import os
@@ -24,7 +25,8 @@ from ganbench.metrics import METRICS
 from ganbench.metrics.modes import modes_covered
 from ganbench.papers import parse_published
 from ganbench.results.published import verdict
-from ganbench.results.store import load_results
+from ganbench.results.store import append_rows, load_results
+from ganbench.runs.one import _rows
 from ganbench.results.tables import published_table, render
 from ganbench.train import train
 
@@ -261,14 +263,63 @@ def test_published_script_lists_the_runs_under_way(tmp_path):
     evaluations = [{"step": 40000, "metric": m, "value": v} for m, v in (("modes", 8.0), ("hq", 0.948), ("kl", 0.0648))]
     torch.save({"format": "ganbench-checkpoint", "version": 1, "config": cfg.to_dict(), "step": 50000, "rng": {},
                 "extra": json.dumps(evaluations)}, run / NAME)
-    out = tmp_path / "out"
-    script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
-    env = {**os.environ, "GANBENCH": str(Path(sys.executable).with_name("ganbench")), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(script), "--tables-only", "--work", str(tmp_path / "work"), "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    md = (out / "published.md").read_text()
+    md = _published_script(tmp_path / "work", tmp_path / "out")
     assert "Scale: 0 of 40 runs finished" in md
     assert (f"- pacgan2 ring8 seed 0 (run {cfg.run_id}): step 50,000 of 400,000; last evaluation (step 40,000): "
             "modes 8, hq 0.948, kl 0.0648\n") in md
     assert md.count("Under way") == 1  # the other suites have no run folders
+
+
+def _published_script(work: Path, out: Path) -> str:
+    """scripts/published.sh --tables-only on a work folder; returns its published.md."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
+    env = {**os.environ, "GANBENCH": str(Path(sys.executable).with_name("ganbench")), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--tables-only", "--work", str(work), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return (out / "published.md").read_text()
+
+
+def test_published_script_keeps_every_evaluation_of_the_finished_runs(tmp_path):
+    """published-rows/<suite>.jsonl.gz holds the finished runs' evaluations during training as well as
+    their final rows, and nothing of a failed run or of a run outside the suite; a new work folder made
+    from it (another machine) gives the same tables, the same saved rows, and a report with the
+    metric curves."""
+    suite = load_suite("paper-pacgan-2d")
+    runs = {c.seed: (lb, c) for lb, c in suite.runs() if lb == "pacgan2" and c.dataset == "ring8"}
+    dataset = DATASETS["ring8"](runs[0][1])
+    metrics = resolve_metrics(runs[0][1].metrics, dataset)
+    env = {"device": "cpu", "torch": torch.__version__}
+    finished = []
+    for seed in (0, 1):
+        label, cfg = runs[seed]
+        for step in (40000, 80000, 400000):
+            final = step == 400000
+            values = {"modes": 8.0, "hq": 0.9 + seed / 100 + step / 1e7, "kl": 0.1 - step / 1e7}
+            extra = {"timing": {"train_seconds": 9000.0 + seed, "samples_per_s": 3900.0, "peak_memory_mb": 840.0},
+                     "stability": {"metric": "modes", "best": 8.0, "best_final_gap": 0.0, "best_step": 40000,
+                                   "evaluations": 10, "last_spread": 0.0}} if final else None
+            finished += _rows(label, suite.name, cfg, step, final, values, "ok", None, env, metrics, extra,
+                              dataset=dataset)
+    label, cfg = runs[2]
+    failed = _rows(label, suite.name, cfg, 120000, False, {}, "failed", "killed", env, metrics, dataset=dataset)
+    other = [dict(r, run_id="0123456789ab") for r in finished if r["final"]]  # no run of the suite
+    work = tmp_path / "work"
+    append_rows(work / suite.name, finished[:6] + failed + other + finished[6:])
+
+    md = _published_script(work, tmp_path / "out")
+    saved = tmp_path / "out" / "published-rows" / f"{suite.name}.jsonl.gz"
+    kept = [json.loads(line) for line in gzip.decompress(saved.read_bytes()).decode().splitlines()]
+    assert kept == finished
+    assert sorted({(r["seed"], r["step"], r["final"]) for r in kept}) == [
+        (s, step, step == 400000) for s in (0, 1) for step in (40000, 80000, 400000)]
+    assert "Scale: 2 of 40 runs finished" in md
+    assert "metric curves on ring8" in (tmp_path / "out" / f"published-{suite.name}.html").read_text()
+
+    moved = tmp_path / "moved"  # a clone on another machine: the committed results, no work folder
+    (moved / "published-rows").mkdir(parents=True)
+    for f in (tmp_path / "out" / "published-rows").iterdir():
+        (moved / "published-rows" / f.name).write_bytes(f.read_bytes())
+    assert _published_script(tmp_path / "work2", moved) == md
+    assert (moved / "published-rows" / saved.name).read_bytes() == saved.read_bytes()
+    assert "metric curves on ring8" in (moved / f"published-{suite.name}.html").read_text()

@@ -81,6 +81,20 @@ def test_rows_under_another_protocol_are_kept_apart(results, tmp_path):
     assert sorted(hq["protocol"].unique()) == sorted({"other", rows[0]["protocol_id"]})
 
 
+def test_final_rows_alone_draw_no_curves_and_the_report_says_why(results, tmp_path):
+    """Rows copied without the evaluations during training and without the run folders (results moved
+    to another machine) have nothing to draw over training; the report says so instead of an empty
+    section."""
+    out = tmp_path / "moved"
+    append_rows(out, [r for r in load_rows(results) if r["final"]])
+    report = build_report(out)
+    kinds = [b.name.split("-")[0] for b in report.blocks if b.kind == "img"]
+    assert kinds == ["bars"]
+    said = [b.text for b in report.blocks if b.kind == "p" and b.text.startswith("No curves")]
+    assert len(said) == 1 and "only each run's final evaluation" in said[0]
+    assert not any(b.kind == "p" and b.text.startswith("No curves") for b in build_report(results).blocks)
+
+
 def test_report_errors(results, tmp_path):
     with pytest.raises(UserError, match="not found"):
         write_report(tmp_path / "absent", tmp_path / "r.html")

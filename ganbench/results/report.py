@@ -200,6 +200,7 @@ def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors:
     ok = df[df["status"] == "ok"].copy()
     ok["value"] = pd.to_numeric(ok["value"], errors="coerce")
     ok["metric"] = metric_column(ok["metric"], ok["higher_is_better"])
+    drawn = 0
     for dataset, g in ok.groupby("dataset", sort=False):
         metrics = list(dict.fromkeys(g["metric"]))
         curves: dict = {}
@@ -210,6 +211,7 @@ def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors:
         if any(len(c) > 1 for m in curves.values() for c in m.values()):
             fig = curves_figure(curves, f"{dataset}: metrics over training", metrics, colors)
             _figure(r, fig, f"metric curves on {dataset}", _slug("metrics", dataset))
+            drawn += 1
         losses: dict = {}
         for label, runs in final[final["dataset"] == dataset].groupby("label", sort=False):
             frames = [_history(out / "runs" / rid / "history.csv") for rid in dict.fromkeys(runs["run_id"])]
@@ -221,6 +223,10 @@ def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors:
         if losses:
             fig = curves_figure(losses, f"{dataset}: losses over training", LOSSES, colors)
             _figure(r, fig, f"loss curves on {dataset}", _slug("losses", dataset))
+            drawn += 1
+    if not drawn:
+        r.add("p", "No curves: these rows hold only each run's final evaluation (eval_every 0, or rows copied "
+                   "without the evaluations during training), and no run folder here has its history.csv.")
 
 
 def _history(path: Path) -> pd.DataFrame | None:
