@@ -115,6 +115,26 @@ def test_sequential_records_the_failed_runs_and_finishes_the_others(sequential, 
     assert all(r["reason"] == "RuntimeError: boom in forward" and r["value"] is None and not r["final"] for r in failed)
 
 
+def test_runs_start_breadth_first_and_started_runs_resume_first(sequential, files, tmp_path):
+    """Every setting's first seed runs before any setting's second (a long suite stopped part way has
+    covered every setting); with --resume, a run that has a checkpoint goes before them all."""
+    from ganbench.checkpoint import PREVIOUS
+    from ganbench.config import load_suite
+    from ganbench.runs.suite import run_order
+
+    order = list(dict.fromkeys((r["label"], r["seed"]) for r in load_rows(sequential[1])))
+    assert order == [(label, seed) for seed in (0, 1) for label in ("mlp/ns", "mlp/hinge+sn", "flaky")]
+    suite = load_suite(str(files / "par.toml"))
+    runs = suite.runs()
+    assert [(lb, c.seed) for lb, c in runs][:2] == [("mlp/ns", 0), ("mlp/ns", 1)]  # the file's order
+    assert run_order(runs, suite, tmp_path) == sorted(runs, key=lambda r: r[1].seed)
+    started = runs[3]  # hinge+sn, seed 1: only its older checkpoint is left
+    (tmp_path / "runs" / started[1].run_id).mkdir(parents=True)
+    (tmp_path / "runs" / started[1].run_id / PREVIOUS).write_bytes(b"")
+    assert run_order(runs, suite, tmp_path) == [started] + [r for r in sorted(runs, key=lambda r: r[1].seed)
+                                                             if r is not started]
+
+
 @pytest.fixture(scope="module")
 def executed(files, tmp_path_factory, request):
     """Outputs of the suite through each executor, run once for the module."""

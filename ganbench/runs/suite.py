@@ -12,8 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ganbench import distributed
-from ganbench.checkpoint import NAME
-from ganbench.config import Suite, config_diff
+from ganbench.checkpoint import NAME, PREVIOUS
+from ganbench.config import RunConfig, Suite, config_diff
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.evaluate import preflight, resolve_metrics
@@ -74,6 +74,20 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
                             f"with another config: {'; '.join(diff)}")
 
 
+def run_order(todo: list[tuple[str, RunConfig]], suite: Suite, out: Path) -> list[tuple[str, RunConfig]]:
+    """The order runs start in: runs with a checkpoint in ``out`` first (a resumed suite finishes what
+    it started before it starts anything new), then breadth first: every setting's first seed before
+    any setting's second, so a long suite stopped part way has covered every setting it reached.
+    Settings keep their file order within a seed."""
+    rank = {s: i for i, s in enumerate(suite.seeds)}
+    runs = Path(out) / "runs"
+
+    def started(cfg: RunConfig) -> bool:
+        return any((runs / cfg.run_id / name).is_file() for name in (NAME, PREVIOUS))
+
+    return sorted(todo, key=lambda run: (not started(run[1]), rank.get(run[1].seed, len(rank))))
+
+
 def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True,
               options: RunOptions = RunOptions(), executor: Executor | None = None) -> list[Outcome]:
     """Run every (setting, seed) of ``suite`` into ``out``: one after another, or on ``executor``
@@ -90,7 +104,7 @@ def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = Tr
         check_resume(suite, out, done)
     runs = suite.runs()
     outcomes = [Outcome(label, cfg, "skipped", {}, "already in results") for label, cfg in runs if cfg.run_id in done]
-    todo = [(label, cfg) for label, cfg in runs if cfg.run_id not in done]
+    todo = run_order([(label, cfg) for label, cfg in runs if cfg.run_id not in done], suite, out)
     if executor is not None and executor.kind == "ray":
         results = ray.run_ray(todo, suite.name, out, device, executor, options)
     elif executor is not None and executor.parallel:
