@@ -25,16 +25,16 @@
 # from step 0) and appends one line per part to OUT/published-timings.csv: when it ran, how long
 # it took, how many runs it finished.
 set -euo pipefail
-# Parts in the order they run: cheapest and most informative first.
+# Parts in the order they run: cheapest and most informative first. A part's runs start breadth
+# first (every setting's first seed before any second), so the long PacGAN parts, which take both
+# of their settings, reach every published row early.
 all_parts=(
     paper-gdpp-2d:gan
     paper-gdpp-2d:gan-minimax
     paper-gdpp-2d:unrolled-gan
     paper-gdpp-2d:wgan-gp
-    paper-pacgan-2d:gan
-    paper-pacgan-2d:pacgan2
-    paper-pacgan-stacked-mnist:dcgan
-    paper-pacgan-stacked-mnist:pacdcgan2
+    paper-pacgan-2d:gan,pacgan2
+    paper-pacgan-stacked-mnist:dcgan,pacdcgan2
 )
 parts=() work=ganbench-leaderboard-work out=results jobs=2 train=1 every=0
 while [ $# -gt 0 ]; do
