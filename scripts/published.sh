@@ -99,7 +99,7 @@ from ganbench.results.published import display, legend
 from ganbench.results.report import write_report
 from ganbench.io import atomic_write_bytes, atomic_write_text
 from ganbench.results.progress import unfinished_runs
-from ganbench.results.store import load_results
+from ganbench.results.store import frame, load_rows
 from ganbench.results.formats import to_markdown
 from ganbench.results.tables import comparison_tables, legend_lines, published_table
 
@@ -114,8 +114,9 @@ for name in names:
     suite = load_suite(name)
     folder = work / name
     ids = {c.run_id for _, c in suite.runs()}
-    rows = load_results(folder) if (folder / "results.jsonl").exists() else None
-    finished = 0 if rows is None else rows.loc[rows["final"].astype(bool) & rows["run_id"].isin(ids), "run_id"].nunique()
+    every = load_rows(folder) if (folder / "results.jsonl").exists() else None  # (a line being written is left out)
+    rows = None if every is None else frame(every)
+    finished = 0 if rows is None or rows.empty else rows.loc[rows["final"].astype(bool) & rows["run_id"].isin(ids), "run_id"].nunique()
     md += [f"## {name}", "", suite.description, "", f"Citation: {suite.citation}", "",
            f"Scale: {finished} of {len(ids)} runs finished (seeds {', '.join(map(str, suite.seeds))})."]
     if finished < len(ids):
@@ -127,9 +128,9 @@ for name in names:
     md.append("")
     if rows is not None and finished:
         rows = rows[rows["run_id"].isin(ids)]
-        keep = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
-        done = {r.get("run_id") for r in keep if r.get("final")} & ids
-        keep = [r for r in keep if r.get("run_id") in done]  # the evaluations during training too: the curves
+        done = {r.get("run_id") for r in every if r.get("final")} & ids
+        # the evaluations during training too (the curves), not the rows of an attempt that failed
+        keep = [r for r in every if r.get("run_id") in done and r.get("status") != "failed"]
         (out / "published-rows").mkdir(exist_ok=True)
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
         atomic_write_bytes(out / "published-rows" / f"{name}.jsonl.gz", gzip.compress(text.encode(), mtime=0))

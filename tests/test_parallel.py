@@ -115,24 +115,44 @@ def test_sequential_records_the_failed_runs_and_finishes_the_others(sequential, 
     assert all(r["reason"] == "RuntimeError: boom in forward" and r["value"] is None and not r["final"] for r in failed)
 
 
-def test_runs_start_breadth_first_and_started_runs_resume_first(sequential, files, tmp_path):
+def test_runs_start_breadth_first_and_started_runs_resume_first(sequential, files, tmp_path, monkeypatch):
     """Every setting's first seed runs before any setting's second (a long suite stopped part way has
-    covered every setting); with --resume, a run that has a checkpoint goes before them all."""
+    covered every setting), in the order the suite lists its seeds; with --resume, a run that has a
+    checkpoint goes before them all, without it the checkpoint changes nothing (it is discarded)."""
     from ganbench.checkpoint import PREVIOUS
     from ganbench.config import load_suite
+    from ganbench.runs.one import RunOptions
     from ganbench.runs.suite import run_order
 
     order = list(dict.fromkeys((r["label"], r["seed"]) for r in load_rows(sequential[1])))
     assert order == [(label, seed) for seed in (0, 1) for label in ("mlp/ns", "mlp/hinge+sn", "flaky")]
-    suite = load_suite(str(files / "par.toml"))
+    suite = load_suite(str(files / "par.toml"), seeds=[2, 0, 1])
     runs = suite.runs()
-    assert [(lb, c.seed) for lb, c in runs][:2] == [("mlp/ns", 0), ("mlp/ns", 1)]  # the file's order
-    assert run_order(runs, suite, tmp_path) == sorted(runs, key=lambda r: r[1].seed)
-    started = runs[3]  # hinge+sn, seed 1: only its older checkpoint is left
+    assert [(lb, c.seed) for lb, c in runs][:2] == [("mlp/ns", 2), ("mlp/ns", 0)]  # the file's order
+    breadth = [r for seed in (2, 0, 1) for r in runs if r[1].seed == seed]
+    assert [(lb, c.seed) for lb, c in breadth][:4] == [("mlp/ns", 2), ("mlp/hinge+sn", 2), ("flaky", 2), ("mlp/ns", 0)]
+    assert run_order(runs, suite, tmp_path) == run_order(runs, suite, tmp_path, resume=True) == breadth
+    started = runs[4]  # hinge+sn, seed 0: only its older checkpoint is left
+    assert started[0] == "mlp/hinge+sn" and started[1].seed == 0
     (tmp_path / "runs" / started[1].run_id).mkdir(parents=True)
     (tmp_path / "runs" / started[1].run_id / PREVIOUS).write_bytes(b"")
-    assert run_order(runs, suite, tmp_path) == [started] + [r for r in sorted(runs, key=lambda r: r[1].seed)
-                                                             if r is not started]
+    assert run_order(runs, suite, tmp_path, resume=True) == [started] + [r for r in breadth if r is not started]
+    assert run_order(runs, suite, tmp_path) == breadth
+
+    import ganbench.runs.suite as suite_module
+
+    class Seen(Exception):
+        pass
+
+    def seen(todo, suite, out, resume=False):
+        raise Seen(resume)
+
+    monkeypatch.setattr(suite_module, "run_order", seen)
+    for resume in (False, True):  # run_suite orders its runs with the --resume it was given
+        with pytest.raises(Seen) as caught:
+            suite_module.run_suite(suite, tmp_path / "fresh", torch.device("cpu"), progress=False,
+                                   options=RunOptions(resume=resume))
+        assert caught.value.args == (resume,)
 
 
 @pytest.fixture(scope="module")

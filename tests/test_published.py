@@ -282,7 +282,8 @@ def _published_script(work: Path, out: Path) -> str:
 
 def test_published_script_keeps_every_evaluation_of_the_finished_runs(tmp_path):
     """published-rows/<suite>.jsonl.gz holds the finished runs' evaluations during training as well as
-    their final rows, and nothing of a failed run or of a run outside the suite; a new work folder made
+    their final rows, and nothing of a failed run or attempt, of a run outside the suite or of a row
+    still being written; a new work folder made
     from it (another machine) gives the same tables, the same saved rows, and a report with the
     metric curves."""
     suite = load_suite("paper-pacgan-2d")
@@ -303,9 +304,13 @@ def test_published_script_keeps_every_evaluation_of_the_finished_runs(tmp_path):
                               dataset=dataset)
     label, cfg = runs[2]
     failed = _rows(label, suite.name, cfg, 120000, False, {}, "failed", "killed", env, metrics, dataset=dataset)
+    label, cfg = runs[0]  # an attempt of seed 0 that failed before the one that finished
+    retried = _rows(label, suite.name, cfg, 0, False, {}, "failed", "worker died", env, metrics, dataset=dataset)
     other = [dict(r, run_id="0123456789ab") for r in finished if r["final"]]  # no run of the suite
     work = tmp_path / "work"
-    append_rows(work / suite.name, finished[:6] + failed + other + finished[6:])
+    append_rows(work / suite.name, retried + finished[:6] + failed + other + finished[6:])
+    with open(work / suite.name / "results.jsonl", "a") as f:
+        f.write('{"run_id": "still being wr')  # a row another process is writing
 
     md = _published_script(work, tmp_path / "out")
     saved = tmp_path / "out" / "published-rows" / f"{suite.name}.jsonl.gz"

@@ -95,6 +95,23 @@ def test_final_rows_alone_draw_no_curves_and_the_report_says_why(results, tmp_pa
     assert not any(b.kind == "p" and b.text.startswith("No curves") for b in build_report(results).blocks)
 
 
+def test_a_run_without_its_evaluations_during_training_stays_out_of_the_curve(results):
+    """A run whose rows were kept without its evaluations during training would move only the last
+    point of its setting's curve; the curve is drawn from the runs that have the whole history."""
+    from ganbench.results.report import _band, _with_history
+
+    rows = pd.DataFrame(load_rows(results))
+    curve = rows[(rows["label"] == "mlp/hinge") & (rows["metric"] == "hq")]
+    assert curve["step"].nunique() == 2 and curve["run_id"].nunique() == 2  # steps 20 and 40 in both
+    seed1 = curve["seed"] == 1
+    cut = curve[~seed1 | curve["final"].astype(bool)]  # seed 1 kept its final value only
+    kept = _with_history(cut)
+    assert set(kept["seed"]) == {0} and kept.equals(curve[~seed1])
+    assert _band(kept, "value")["mean"].tolist() == curve.loc[~seed1, "value"].tolist()
+    only_final = curve[curve["final"].astype(bool)]
+    assert _with_history(only_final).equals(only_final)  # nobody has more: the final values stay
+
+
 def test_report_errors(results, tmp_path):
     with pytest.raises(UserError, match="not found"):
         write_report(tmp_path / "absent", tmp_path / "r.html")

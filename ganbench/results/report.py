@@ -193,6 +193,14 @@ def _band(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": v.mean(), "low": v.min(), "high": v.max()}).reset_index()
 
 
+def _with_history(curve: pd.DataFrame) -> pd.DataFrame:
+    """One curve's rows without the runs that have only their final value when others have more (rows
+    kept without their evaluations during training): such a run would change the mean and band at
+    the last step alone."""
+    steps = curve.groupby("run_id")["step"].transform("nunique")
+    return curve[steps > 1] if (steps > 1).any() else curve
+
+
 def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors: dict) -> None:
     r.add("h2", "Training curves")
     r.add("p", "Lines: mean over seeds; bands: from the lowest to the highest seed. Metric curves come from the "
@@ -207,7 +215,8 @@ def _curves(r: Report, df: pd.DataFrame, final: pd.DataFrame, out: Path, colors:
         for (label, metric, pid), c in g.groupby(["label", "metric", "protocol_id"], sort=False):
             multi = g.loc[g["metric"] == metric, "protocol_id"].nunique() > 1
             name = f"{label} [{pid}]" if multi else label
-            curves.setdefault(metric, {})[name] = _band(c.drop_duplicates(["run_id", "step"], keep="last"), "value")
+            curves.setdefault(metric, {})[name] = _band(_with_history(c.drop_duplicates(["run_id", "step"], keep="last")),
+                                                        "value")
         if any(len(c) > 1 for m in curves.values() for c in m.values()):
             fig = curves_figure(curves, f"{dataset}: metrics over training", metrics, colors)
             _figure(r, fig, f"metric curves on {dataset}", _slug("metrics", dataset))

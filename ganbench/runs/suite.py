@@ -74,18 +74,21 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
                             f"with another config: {'; '.join(diff)}")
 
 
-def run_order(todo: list[tuple[str, RunConfig]], suite: Suite, out: Path) -> list[tuple[str, RunConfig]]:
-    """The order runs start in: runs with a checkpoint in ``out`` first (a resumed suite finishes what
-    it started before it starts anything new), then breadth first: every setting's first seed before
-    any setting's second, so a long suite stopped part way has covered every setting it reached.
-    Settings keep their file order within a seed."""
+def run_order(todo: list[tuple[str, RunConfig]], suite: Suite, out: Path,
+              resume: bool = False) -> list[tuple[str, RunConfig]]:
+    """The order runs start in: breadth first, every setting's first seed before any setting's
+    second (settings in the suite's order within a seed), so a long suite stopped part way has
+    covered every setting it reached. With ``resume``, runs that have a checkpoint in ``out`` go
+    before them all: a resumed suite finishes what it started before it starts anything new.
+    (Without it those checkpoints are discarded, and the order depends on the suite alone, the same
+    on every torchrun rank.)"""
     rank = {s: i for i, s in enumerate(suite.seeds)}
     runs = Path(out) / "runs"
 
-    def started(cfg: RunConfig) -> bool:
-        return any((runs / cfg.run_id / name).is_file() for name in (NAME, PREVIOUS))
+    def fresh(cfg: RunConfig) -> bool:
+        return not (resume and any((runs / cfg.run_id / name).is_file() for name in (NAME, PREVIOUS)))
 
-    return sorted(todo, key=lambda run: (not started(run[1]), rank.get(run[1].seed, len(rank))))
+    return sorted(todo, key=lambda run: (fresh(run[1]), rank.get(run[1].seed, len(rank))))
 
 
 def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = True,
@@ -104,7 +107,7 @@ def run_suite(suite: Suite, out: Path, device: torch.device, progress: bool = Tr
         check_resume(suite, out, done)
     runs = suite.runs()
     outcomes = [Outcome(label, cfg, "skipped", {}, "already in results") for label, cfg in runs if cfg.run_id in done]
-    todo = run_order([(label, cfg) for label, cfg in runs if cfg.run_id not in done], suite, out)
+    todo = run_order([(label, cfg) for label, cfg in runs if cfg.run_id not in done], suite, out, options.resume)
     if executor is not None and executor.kind == "ray":
         results = ray.run_ray(todo, suite.name, out, device, executor, options)
     elif executor is not None and executor.parallel:
