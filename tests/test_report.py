@@ -112,6 +112,21 @@ def test_a_run_without_its_evaluations_during_training_stays_out_of_the_curve(re
     assert _with_history(only_final).equals(only_final)  # nobody has more: the final values stay
 
 
+def test_the_report_draws_the_curve_from_the_runs_with_a_history(results, tmp_path, monkeypatch):
+    import ganbench.results.report as report
+
+    drawn = []
+    monkeypatch.setattr(report, "curves_figure",
+                        lambda curves, *a, _draw=report.curves_figure: drawn.append(curves) or _draw(curves, *a))
+    out = tmp_path / "cut"
+    append_rows(out, [r for r in load_rows(results) if r["seed"] == 0 or r["final"]])
+    build_report(out)
+    seed0 = pd.DataFrame([r for r in load_rows(results) if r["seed"] == 0 and r["label"] == "mlp/hinge"
+                          and r["metric"] == "hq"])
+    hq = drawn[0]["hq ↑"]["mlp/hinge"]
+    assert hq["step"].tolist() == seed0["step"].tolist() and hq["mean"].tolist() == seed0["value"].tolist()
+
+
 def test_report_errors(results, tmp_path):
     with pytest.raises(UserError, match="not found"):
         write_report(tmp_path / "absent", tmp_path / "r.html")
