@@ -114,21 +114,20 @@ for name in names:
     suite = load_suite(name)
     folder = work / name
     ids = {c.run_id for _, c in suite.runs()}
-    every = load_rows(folder) if (folder / "results.jsonl").exists() else None  # (a line being written is left out)
-    rows = None if every is None else frame(every)
-    finished = 0 if rows is None or rows.empty else rows.loc[rows["final"].astype(bool) & rows["run_id"].isin(ids), "run_id"].nunique()
+    every = load_rows(folder) if (folder / "results.jsonl").exists() else []  # (a line being written is left out)
+    done = {r["run_id"] for r in every if r.get("final")} & ids
+    finished = len(done)
     md += [f"## {name}", "", suite.description, "", f"Citation: {suite.citation}", "",
            f"Scale: {finished} of {len(ids)} runs finished (seeds {', '.join(map(str, suite.seeds))})."]
     if finished < len(ids):
         md[-1] += " PARTIAL: the settings without finished runs show `not comparable: not run yet`."
-    under_way = [u for u in unfinished_runs(folder) if u.run_id in ids]
+    under_way = [u for u in unfinished_runs(folder, every) if u.run_id in ids]
     if under_way:
         md += ["", "Under way (their checkpoints stay in the work folder, not in the repository; `--resume` on the "
                "machine that holds them continues them):", ""] + [f"- {u.describe()}" for u in under_way]
     md.append("")
-    if rows is not None and finished:
-        rows = rows[rows["run_id"].isin(ids)]
-        done = {r.get("run_id") for r in every if r.get("final")} & ids
+    if finished:
+        rows = frame([r for r in every if r.get("run_id") in ids])
         # the evaluations during training too (the curves), not the rows of an attempt that failed
         keep = [r for r in every if r.get("run_id") in done and r.get("status") != "failed"]
         (out / "published-rows").mkdir(exist_ok=True)
@@ -142,7 +141,7 @@ for name in names:
         write_report(folder, out / f"published-{name}.html", title=f"ganbench: {name} beside its paper",
                      notes=[f"{finished} of {len(ids)} runs of suite {name} finished."], rows=rows)
     md += [f"- {line}" for line in legend([suite])[1:]] + [""]
-    if rows is not None and finished:
+    if finished:
         runs = rows[rows["final"].astype(bool)].drop_duplicates("run_id")
         per_run = runs.groupby(["label", "dataset"], sort=False)["timing.train_seconds"].mean()
         md += ["Training time per run (mean over its finished seeds, one torch thread, 2 runs sharing 2 cores): "

@@ -26,8 +26,8 @@ from ganbench.metrics.modes import modes_covered
 from ganbench.papers import parse_published
 from ganbench.results.published import verdict
 from ganbench.results.store import append_rows, load_results
-from ganbench.runs.one import _rows
 from ganbench.results.tables import published_table, render
+from ganbench.runs.one import _rows
 from ganbench.train import train
 
 PAPERS = ("paper-gdpp-2d", "paper-pacgan-2d", "paper-pacgan-stacked-mnist")
