@@ -1,15 +1,21 @@
 """The small Stacked MNIST DCGAN of Metz et al. 2017 (Unrolled GAN, Table 2), as PacGAN's code
 re-implements it for its Table 3 (github.com/fjxmlzn/PacGAN, stacked_MNIST_experiments/
-unrolled_GAN_experiment/*/model.py).
+unrolled_GAN_experiment/*/model.py and ops.py), layer for layer.
 
 G: z -> linear -> 4x4x(8w), BN, ReLU -> 3x3 stride-2 transposed convs to 7x7x(4w), 14x14x(2w) and
 28x28xw, each BN, ReLU -> 3x3 conv to C channels, tanh. With w = ``width`` = 8 this is the paper's
-generator (64, 32, 16, 8 channels).
+generator (64, 32, 16, 8 channels). The first batch norm normalises the 8w channels of the 4x4 map
+(TensorFlow's batch norm on an NHWC tensor), not its 16 * 8w units one by one.
 
 D: three 3x3 stride-2 convs of v, 2v and 4v channels (28 -> 14 -> 7 -> 4), each BN and
 LeakyReLU(0.3), then a linear logit. v = ``d_width``: 2 makes the "D = 1/4 G" discriminator (2, 4, 8
-channels), 4 the "D = 1/2 G" one. Weights N(0, 0.02), zero biases; batch norm as TensorFlow's
-(momentum 0.9 there is 0.1 here, eps 1e-5).
+channels), 4 the "D = 1/2 G" one.
+
+As in the TensorFlow code: every conv and transposed conv pads as ``padding='SAME'`` does, so the
+stride-2 layers on even sides read one pixel later than PyTorch's symmetric padding would
+(``SameConv2d``, ``SameConvTranspose2d``); convs get truncated-normal weights (sigma 0.02, cut at 2
+sigma), transposed convs and linear layers N(0, 0.02), all biases 0; batch norm as TensorFlow's
+(its momentum 0.9 is PyTorch's 0.1; eps 1e-5; scale 1, shift 0).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 from torch import nn
 
 from ganbench.models.base import MODELS
-from ganbench.models.blocks import Packed, image_size, to_image, weight_layer
+from ganbench.models.blocks import Packed, SameConv2d, SameConvTranspose2d, image_size, to_image, weight_layer
 
 LEAK = 0.3  # LeakyReLU slope of D in the reference code
 
@@ -27,16 +33,15 @@ class SmallGenerator(nn.Module):
     def __init__(self, z_dim: int, channels: int, width: int, bounded: bool):
         super().__init__()
         self.top = 8 * width
-        # (B, z) -> (B, 8w * 4 * 4), reshaped to (B, 8w, 4, 4)
-        self.project = nn.Sequential(weight_layer(nn.Linear(z_dim, self.top * 16)), nn.BatchNorm1d(self.top * 16), nn.ReLU())
-        layers: list[nn.Module] = []
+        # (B, z) -> (B, 8w * 4 * 4), viewed as (B, 8w, 4, 4)
+        self.project = weight_layer(nn.Linear(z_dim, self.top * 16))
+        layers: list[nn.Module] = [nn.BatchNorm2d(self.top), nn.ReLU()]
         c = self.top
-        for out_pad in (0, 1, 1):  # 4 -> 7 -> 14 -> 28
-            layers += [weight_layer(nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=out_pad)),
-                       nn.BatchNorm2d(c // 2), nn.ReLU()]
+        for side in (7, 14, 28):
+            layers += [weight_layer(SameConvTranspose2d(c, c // 2, 3, 2, side)), nn.BatchNorm2d(c // 2), nn.ReLU()]
             c //= 2
         # (B, w, 28, 28) -> (B, C, 28, 28)
-        layers += [weight_layer(nn.Conv2d(c, channels, 3, 1, 1)), to_image(bounded)]
+        layers += [weight_layer(SameConv2d(c, channels, 3, 1, 28), truncated=True), to_image(bounded)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -48,8 +53,8 @@ class SmallDiscriminator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in, c = channels, width
-        for _ in range(3):  # 28 -> 14 -> 7 -> 4
-            layers += [weight_layer(nn.Conv2d(c_in, c, 3, 2, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(LEAK)]
+        for side in (28, 14, 7):  # 28 -> 14 -> 7 -> 4
+            layers += [weight_layer(SameConv2d(c_in, c, 3, 2, side), truncated=True), nn.BatchNorm2d(c), nn.LeakyReLU(LEAK)]
             c_in, c = c, 2 * c
         self.features = nn.Sequential(*layers)
         self.head = weight_layer(nn.Linear(c_in * 16, 1))
