@@ -63,6 +63,7 @@ class RunConfig:
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
     bn_refresh: int = 0  # before each evaluation, batches of fresh latents through G that renew its batch-norm population statistics at the evaluated weights (PacGAN's code: 50); 0: off
+    eval_bn_batch: int = 0  # evaluate G in batches of this many latents, its batch norms normalising by each batch's own statistics (PacGAN's Stacked MNIST code: 128); 0: by the population statistics
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
     activation: str = ""  # MLP hidden units: "relu", "leaky_relu" (0.2) or "tanh" in G and D; "": ReLU in G, LeakyReLU in D
     init: str = "default"  # MLP weights: "default" (PyTorch's), "orthogonal" (times init_gain) or "normal" (N(0, init_gain)); zero biases
@@ -72,7 +73,7 @@ class RunConfig:
     d_depth: int = 0  # hidden layers of the MLP discriminator; 0: same as depth
     maxout: int = 0  # pieces of each maxout unit in the MLP discriminator's hidden layers; 0: no maxout
     pack: int = 1  # PacGAN: the discriminator judges packs of this many samples at once
-    update: str = "alternating"  # "alternating": D's steps, then G's on fresh latents; "simultaneous": both from one batch at the same weights
+    update: str = "alternating"  # "alternating": D's steps, then G's on fresh latents; "alternating-same-latents": G's on D's last latents; "simultaneous": both from one batch at the same weights
     unroll_steps: int = 0  # Unrolled GAN: look-ahead discriminator updates the generator's loss goes through
     step: str = ""  # training step (``ganbench list steps``); "": "unrolled" when unroll_steps > 0, else ``update``
     lr_decay: float = 0.0  # fraction of the steps, at the end, over which both learning rates fall linearly towards 0
@@ -122,13 +123,14 @@ _HINTS = typing.get_type_hints(RunConfig)
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
          "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
          "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01,
-         "bn_refresh": 0}
+         "bn_refresh": 0, "eval_bn_batch": 0}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
-                 "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size", "bn_refresh")
+                 "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size", "bn_refresh",
+                 "eval_bn_batch")
 ACTIVATIONS = ("", "relu", "leaky_relu", "tanh")
 INITS = ("default", "orthogonal", "normal")
-UPDATES = ("alternating", "simultaneous")
+UPDATES = ("alternating", "alternating-same-latents", "simultaneous")
 _OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("fp32", "bf16")
 
@@ -203,6 +205,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'init_gain' ({cfg.init_gain}) is read by init 'orthogonal' or 'normal', not 'default'")
     if cfg.maxout == 1 or cfg.maxout < 0:
         raise UserError(f"config key 'maxout' must be 0 (off) or at least 2 pieces, got {cfg.maxout!r}")
+    if cfg.bn_refresh and cfg.eval_bn_batch:
+        raise UserError(f"config keys 'bn_refresh' ({cfg.bn_refresh}) and 'eval_bn_batch' ({cfg.eval_bn_batch}): "
+                        f"the population statistics bn_refresh renews are not used when G is evaluated with batch "
+                        f"statistics; set one of them to 0")
     if cfg.batch_size % cfg.pack:
         raise UserError(f"config key 'batch_size' ({cfg.batch_size}) must be a multiple of pack ({cfg.pack})")
     for key in ("model", "loss", "dataset"):

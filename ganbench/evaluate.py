@@ -6,6 +6,7 @@ extractor and shared by every metric that reads them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -18,7 +19,7 @@ from ganbench.features import FEATURES
 from ganbench.features.translation import STEGO_SIGMA, Translations
 from ganbench.metrics import METRICS, Metric
 from ganbench.metrics.base import TRAIN_SPLIT
-from ganbench.models import is_conditional
+from ganbench.models import batch_norms, batch_statistics, is_conditional
 from ganbench.seeding import make_generator
 
 
@@ -28,17 +29,34 @@ class NonFiniteSamples(UserError):
 
 @torch.no_grad()
 def generate(g: nn.Module, n: int, z_dim: int, eval_seed: int, device: torch.device, batch: int = 5000,
-             num_classes: int = 0) -> torch.Tensor:
+             num_classes: int = 0, bn_batch: int = 0) -> torch.Tensor:
     """n samples (CPU, float32) from latents drawn on the CPU with the eval seed.
 
     Latents come from a CPU generator so that every device sees the same noise. A conditional
     generator gets balanced labels 0, 1, ..., num_classes - 1, 0, 1, ...
+
+    ``bn_batch`` > 0 (a config's ``eval_bn_batch``): G runs on batches of that many latents with its
+    batch norms normalising by each batch's statistics, as TensorFlow code that samples in training
+    mode does; the last batch is filled up with latents drawn after the n (and their samples
+    dropped), so every sample is normalised among ``bn_batch``; G's population statistics are left
+    as they were. The first n latents are the same either way.
     """
-    z = torch.randn(n, z_dim, generator=make_generator(eval_seed, "eval"))
-    if not is_conditional(g):
-        return torch.cat([g(zc.to(device)).float().cpu() for zc in z.split(batch)])
-    y = generated_labels(n, num_classes)
-    return torch.cat([g(zc.to(device), yc.to(device)).float().cpu() for zc, yc in zip(z.split(batch), y.split(batch))])
+    if bn_batch and not (isinstance(g, nn.Module) and batch_norms(g)):
+        raise UserError(f"eval_bn_batch = {bn_batch} evaluates the generator with batch statistics, but it has no "
+                        f"batch norm that ganbench can switch (a TorchScript file or a callable is run as it is)")
+    noise = make_generator(eval_seed, "eval")
+    z = torch.randn(n, z_dim, generator=noise)
+    y = generated_labels(n, num_classes) if is_conditional(g) else None
+    if bn_batch:
+        batch, fill = bn_batch, -n % bn_batch
+        z = torch.cat([z, torch.randn(fill, z_dim, generator=noise)])
+        y = None if y is None else generated_labels(n + fill, num_classes)
+    with batch_statistics(g) if bn_batch else contextlib.nullcontext():
+        if y is None:
+            out = [g(zc.to(device)).float().cpu() for zc in z.split(batch)]
+        else:
+            out = [g(zc.to(device), yc.to(device)).float().cpu() for zc, yc in zip(z.split(batch), y.split(batch))]
+    return torch.cat(out)[:n]
 
 
 def generated_labels(n: int, num_classes: int) -> torch.Tensor:

@@ -17,8 +17,7 @@ from ganbench.config import RunConfig
 from ganbench.data.checks import check_output
 from ganbench.errors import UserError, one_line
 from ganbench.losses import LOSSES
-from ganbench.models import MODELS, check_pairing, is_conditional, is_translator
-from ganbench.models.mlp import StdevBatchNorm1d
+from ganbench.models import MODELS, batch_norms, check_pairing, is_conditional, is_translator
 from ganbench.monitor import Monitor
 from ganbench.seeding import derive_seed, make_generator, seeded_init, synchronize
 from ganbench.steps import StepContext, StepOutput, step_of
@@ -144,18 +143,16 @@ def generate_packed(g: nn.Module, z: torch.Tensor, pack: int) -> torch.Tensor:
     return torch.stack(slots, dim=1).flatten(0, 1)
 
 
-def batch_norms(net: nn.Module) -> list[nn.Module]:
-    """The layers of ``net`` that normalise by batch statistics and keep population statistics."""
-    return [m for m in net.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, StdevBatchNorm1d))]
-
-
-def check_bn_refresh(cfg: RunConfig, g: nn.Module) -> None:
-    if cfg.bn_refresh and is_translator(g):
-        raise UserError(f"config key 'bn_refresh' ({cfg.bn_refresh}) feeds latents to the generator; "
-                        f"{cfg.model!r} translates images")
-    if cfg.bn_refresh and not batch_norms(g):
-        raise UserError(f"config key 'bn_refresh' ({cfg.bn_refresh}) renews batch-norm statistics, but the "
-                        f"{cfg.model!r} generator has no batch norm")
+def check_batch_norm_options(cfg: RunConfig, g: nn.Module) -> None:
+    """``bn_refresh`` and ``eval_bn_batch`` act on a generator's batch norms: a UserError when it
+    translates images or has none."""
+    for key, what in (("bn_refresh", "renews batch-norm statistics"),
+                      ("eval_bn_batch", "evaluates the generator with batch statistics")):
+        value = getattr(cfg, key)
+        if value and is_translator(g):
+            raise UserError(f"config key {key!r} ({value}) feeds latents to the generator; {cfg.model!r} translates images")
+        if value and not batch_norms(g):
+            raise UserError(f"config key {key!r} ({value}) {what}, but the {cfg.model!r} generator has no batch norm")
 
 
 @torch.no_grad()
@@ -226,7 +223,7 @@ def train(
     if cond and not dataset.num_classes:
         raise UserError(f"model {cfg.model!r} is conditional but dataset {cfg.dataset!r} has no labels")
     step_fn.check(cfg, loss, cond)
-    check_bn_refresh(cfg, g)
+    check_batch_norm_options(cfg, g)
     check_discriminator(cfg, d)
     check_generator(g, cfg, dataset, device, cond)
     ctx = _context(cfg, dataset, device, loss, g, d, opt_g, opt_d, data, noise, cond)

@@ -327,7 +327,7 @@ def _grid(path: Path, n: int = GRID) -> bytes:
     num_classes = 0
     if is_conditional(g):  # balanced class labels, as in the evaluation
         num_classes = DATASETS[cfg.dataset](cfg).num_classes
-    x = generate(g, n, cfg.z_dim, cfg.eval_seed, torch.device("cpu"), num_classes=num_classes)
+    x = generate(g, n, cfg.z_dim, cfg.eval_seed, torch.device("cpu"), num_classes=num_classes, bn_batch=cfg.eval_bn_batch)
     return grid_png(x) if x.dim() == 4 else b""
 
 

@@ -48,7 +48,7 @@ from ganbench.runs.tensorboard import log_dir as tb_dir
 from ganbench.samples import save_generator
 from ganbench.steps import step_of
 from ganbench.steps.unrolled import check_discriminator
-from ganbench.train import check_bn_refresh, train
+from ganbench.train import check_batch_norm_options, train
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _probe(cfg: RunConfig, dataset, device: torch.device) -> None:
                             f"class-conditional (use a conditional model such as cdcgan)")
         step_of(cfg).check(cfg, LOSSES[cfg.loss], cond)
         check_discriminator(cfg, d)
-        check_bn_refresh(cfg, g)
+        check_batch_norm_options(cfg, g)
         g.eval()
         d.eval()
         with torch.no_grad():
@@ -200,7 +200,8 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
             samples = translate(g.ab, g.ba, dataset, cfg.eval_seed, device)
         else:
             n = n_eval if which is metrics else samples_needed(which, dataset)
-            samples = generate(g, n, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes)
+            samples = generate(g, n, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes,
+                               bn_batch=cfg.eval_bn_batch)
             labels = generated_labels(n, dataset.num_classes) if is_conditional(g) else None
         details.clear()
         try:

@@ -4,6 +4,8 @@ Two update orders are registered:
 
 - ``alternating``: D's updates first, each on a fresh real batch and fresh latents; then G's, on
   fresh latents, against the updated D.
+- ``alternating-same-latents``: as ``alternating``, but G's update reuses the latents of D's last
+  update (DCGAN-tensorflow and the code built on it, PacGAN's Stacked MNIST code among them).
 - ``simultaneous``: one batch per step; both gradients are taken at the same weights, then both
   networks move (the TensorFlow and Theano reference code of the 2-D protocols).
 
@@ -39,10 +41,11 @@ def _step_d(ctx: StepContext) -> None:
 
 
 def adversarial_step(ctx: StepContext, log: bool, simultaneous: bool,
-                     generator_loss: GeneratorLoss = plain_generator_loss) -> StepOutput:
+                     generator_loss: GeneratorLoss = plain_generator_loss, same_latents: bool = False) -> StepOutput:
     """D minimises loss.d(D(x), D(G(z))) [+ gp_weight * gradient penalty] ``n_dis`` times, then G
     minimises ``generator_loss``; with ``simultaneous``, G's step reuses D's last batch and D's
-    update waits until both gradients are taken."""
+    update waits until both gradients are taken; with ``same_latents``, G's step runs G again on D's
+    last latents, against the updated D."""
     cfg, loss, d, g = ctx.cfg, ctx.loss, ctx.d, ctx.g
     d.requires_grad_(True)
     for _ in range(cfg.n_dis):
@@ -73,7 +76,7 @@ def adversarial_step(ctx: StepContext, log: bool, simultaneous: bool,
 
     # Generator: D's weights need no gradient here
     d.requires_grad_(False)
-    if not simultaneous:
+    if not (simultaneous or same_latents):
         z, y_fake = ctx.latents()
     with ctx.amp():
         fake_g = fake_g if simultaneous else ctx.G(z, y_fake)
@@ -115,6 +118,11 @@ def _check_alternating(cfg, loss, cond: bool) -> None:
     check_common(cfg, loss, cond)
 
 
+def _check_same_latents(cfg, loss, cond: bool) -> None:
+    _check_named(cfg, "alternating-same-latents")
+    check_common(cfg, loss, cond)
+
+
 def _check_simultaneous(cfg, loss, cond: bool) -> None:
     check_simultaneous(cfg)
     _check_named(cfg, "simultaneous")
@@ -125,6 +133,13 @@ register(Step(
     name="alternating", run=lambda ctx, log: adversarial_step(ctx, log, simultaneous=False), check=_check_alternating,
     options=("n_dis", "gp_weight", "weight_clip"),
     description="n_dis discriminator updates on fresh batches, then one generator update on fresh latents",
+))
+register(Step(
+    name="alternating-same-latents",
+    run=lambda ctx, log: adversarial_step(ctx, log, simultaneous=False, same_latents=True),
+    check=_check_same_latents, options=("n_dis", "gp_weight", "weight_clip"),
+    description="as alternating, but the generator update reuses the latents of the last discriminator update "
+                "(DCGAN-tensorflow, PacGAN's Stacked MNIST code)",
 ))
 register(Step(
     name="simultaneous", run=lambda ctx, log: adversarial_step(ctx, log, simultaneous=True),

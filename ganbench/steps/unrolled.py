@@ -128,7 +128,8 @@ def _generator_loss(ctx: StepContext, fake, y_fake, real, y_real) -> Tensor:
 
 
 def _run(ctx: StepContext, log: bool) -> StepOutput:
-    return adversarial_step(ctx, log, simultaneous=ctx.cfg.update == "simultaneous", generator_loss=_generator_loss)
+    return adversarial_step(ctx, log, simultaneous=ctx.cfg.update == "simultaneous", generator_loss=_generator_loss,
+                            same_latents=ctx.cfg.update == "alternating-same-latents")
 
 
 def _check(cfg, loss, cond: bool) -> None:
