@@ -1,11 +1,12 @@
 """The reference parts of the published 2-D and Stacked MNIST protocols, at tiny width: MLP
-activation, orthogonal initialisation, generator batch norm, maxout, PacGAN packing and the
-Unrolled-GAN step. Each: its defining property, determinism, and exact resume."""
+activation, orthogonal initialisation, generator batch norm, maxout, PacGAN packing, the
+Unrolled-GAN step, and the TensorFlow details of PacGAN's Stacked MNIST code. Each: its defining property, determinism, and exact resume."""
 
 import copy
 
 import pytest
 import torch
+from scipy.stats import truncnorm
 from test_checkpoint import Stop, _state, _stop_at
 from torch import nn
 
@@ -14,10 +15,11 @@ from ganbench.config import RunConfig, single_setting_suite
 from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES
-from ganbench.models.blocks import Packed
+from ganbench.evaluate import generate
+from ganbench.models.blocks import Packed, SameConv2d, SameConvTranspose2d, same_padding, weight_layer
 from ganbench.models.mlp import Maxout, StdevBatchNorm1d
 from ganbench.runs.suite import validate_suite
-from ganbench.seeding import derive_seed
+from ganbench.seeding import derive_seed, make_generator
 from ganbench.steps.unrolled import lookahead, unrolled_generator_loss
 import ganbench.train as train_module
 from ganbench.train import build_models, train
@@ -30,6 +32,9 @@ VARIANTS = {
     "simultaneous": dict(PAPER, update="simultaneous"),
     "pacgan": dict(width=16, depth=3, d_width=8, d_depth=2, maxout=3, g_batch_norm=True, pack=2, batch_size=32),
     "tanh-orthogonal": PAPER,
+    "same-latents": dict(PAPER, update="alternating-same-latents"),
+    "small-dcgan": dict(model="small-dcgan", dataset="digits", z_dim=8, width=2, d_width=2, pack=2, batch_size=16,
+                        update="alternating-same-latents", eval_bn_batch=8),
 }
 
 
@@ -362,3 +367,130 @@ def test_a_plugin_step_runs_through_the_same_loop(tmp_path):
     for a, b in zip(mine.generator.state_dict().values(), builtin.generator.state_dict().values()):
         assert torch.equal(a, b)
     assert cfg.replace(step="my-alternating").run_id != cfg.run_id  # a chosen step is part of the run's identity
+
+
+# ----------------------------------------------------------------------------------------------
+# PacGAN's Stacked MNIST code (TensorFlow): SAME padding, truncated-normal convs, the G step on D's
+# latents, sampling with batch statistics
+
+
+def test_same_padding_puts_the_odd_zero_after_as_tensorflow():
+    # (size, kernel, stride) -> (before, after): out = ceil(size / stride)
+    assert [same_padding(*a) for a in ((28, 3, 2), (14, 3, 2), (7, 3, 2), (28, 3, 1), (4, 3, 2))] == \
+        [(0, 1), (0, 1), (1, 1), (1, 1), (0, 1)]
+    x = torch.randn(2, 1, 28, 28)
+    for size, tap, want in ((28, 0, x[:, :, 0::2, 0::2]), (14, 0, x[:, :, 0:14:2, 0:14:2]),
+                            (7, 1, x[:, :, 0:7:2, 0:7:2])):
+        conv = SameConv2d(1, 1, 3, 2, size)
+        with torch.no_grad():  # a kernel that copies one tap: which input pixel each output reads
+            conv.weight.zero_()
+            conv.weight[0, 0, tap, tap] = 1.0
+            conv.bias.zero_()
+            got = conv(x[:, :, :size, :size])
+        # output (i, j) reads padded (2i + tap, 2j + tap) = input (2i, 2j): no zero before an even side
+        assert got.shape[-1] == -(-size // 2) and torch.equal(got, want)
+    torch_padded = nn.Conv2d(1, 1, 3, 2, 1, bias=False)
+    with torch.no_grad():
+        torch_padded.weight.zero_()
+        torch_padded.weight[0, 0, 0, 0] = 1.0
+    assert torch.equal(torch_padded(x)[:, :, 1:, 1:], x[:, :, 1:27:2, 1:27:2])  # PyTorch's reads one pixel earlier
+
+
+@pytest.mark.parametrize("size", [7, 14, 28])
+def test_same_conv_transpose_is_the_adjoint_of_same_conv(size):
+    """TensorFlow's conv2d_transpose is the gradient of its conv2d: <conv(x), y> = <x, conv_t(y)>."""
+    torch.manual_seed(size)
+    up = SameConvTranspose2d(5, 3, 3, 2, size)
+    down = SameConv2d(3, 5, 3, 2, size)
+    with torch.no_grad():
+        down.weight.copy_(up.weight)  # (5, 3, 3, 3) both: conv from 3 to 5 channels, its transpose back
+        down.bias.zero_()
+        up.bias.zero_()
+        x = torch.randn(2, 3, size, size, dtype=torch.float64)
+        y = torch.randn(2, 5, -(-size // 2), -(-size // 2), dtype=torch.float64)
+        lhs = (down.double()(x) * y).sum()
+        rhs = (x * up.double()(y)).sum()
+    assert up(y).shape == (2, 3, size, size)
+    assert lhs.item() == pytest.approx(rhs.item(), rel=1e-12)
+
+
+def test_truncated_normal_weights_stay_within_two_sigma_with_the_truncated_spread():
+    torch.manual_seed(0)
+    w = weight_layer(nn.Conv2d(64, 64, 3), truncated=True).weight.detach().double()
+    assert w.abs().max() <= 0.04 and w.abs().max() > 0.039
+    # the standard deviation of N(0, 1) cut to [-2, 2]: sqrt(1 - 4 phi(2) / (Phi(2) - Phi(-2))) = 0.8796
+    assert w.std().item() == pytest.approx(0.02 * truncnorm(-2, 2).std(), rel=0.02)  # 36,864 weights
+    plain = weight_layer(nn.Conv2d(64, 64, 3)).weight.detach()
+    assert plain.abs().max() > 0.06 and plain.std().item() == pytest.approx(0.02, rel=0.02)
+
+
+def test_small_dcgan_has_the_reference_layers():
+    """Trainable variables of PacGAN's Stacked MNIST model (D = 1/4 G), counted from its model.py."""
+    cfg = RunConfig(model="small-dcgan", dataset="digits", z_dim=256, width=8, d_width=2)
+    g, d = build_models(cfg, StackedShape(), CPU)
+    # G: linear 256 -> 1024 (+bias), BN over 64 channels, deconvs 64 -> 32 -> 16 -> 8 and conv 8 -> 3
+    # (each with bias), BN over 32, 16 and 8 channels
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(g) == 256 * 1024 + 1024 + 2 * 64 + (9 * 64 * 32 + 32) + 2 * 32 + (9 * 32 * 16 + 16) + 2 * 16 \
+        + (9 * 16 * 8 + 8) + 2 * 8 + (9 * 8 * 3 + 3) == 287_875
+    assert count(d) == (9 * 3 * 2 + 2) + 4 + (9 * 2 * 4 + 4) + 8 + (9 * 4 * 8 + 8) + 16 + (16 * 8 + 1) == 585
+    first = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][0]
+    assert isinstance(first, nn.BatchNorm2d) and first.num_features == 64
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)] + [g.net[-2].conv]
+    assert all(c.weight.abs().max() <= 0.04 for c in convs)  # truncated at 2 sigma
+    packed = build_models(cfg.replace(pack=2, batch_size=256), StackedShape(), CPU)[1]
+    assert packed.inner.features[0].conv.in_channels == 6
+
+
+class StackedShape:
+    """What the models read of Stacked MNIST: 3 x 28 x 28 images in [-1, 1]."""
+    shape, bounded, num_classes = (3, 28, 28), True, 0
+
+
+def test_same_latents_update_runs_g_on_the_latents_of_ds_step(monkeypatch):
+    """DCGAN-tensorflow's loop: D's step, then G's step on the same z against the updated D."""
+    seen = []
+    real_generate = train_module.generate
+    monkeypatch.setattr(train_module, "generate", lambda g, z, y, pack: seen.append(z.clone()) or real_generate(g, z, y, pack))
+    cfg = RunConfig(**PAPER, steps=3)
+    for update, same in (("alternating-same-latents", True), ("alternating", False)):
+        seen.clear()
+        _train(cfg.replace(update=update))
+        assert len(seen) == 6  # per step: D's fake batch, then G's
+        assert all(torch.equal(seen[2 * i], seen[2 * i + 1]) == same for i in range(3))
+        assert not torch.equal(seen[0], seen[2])  # every step draws fresh latents
+    same, fresh = _train(cfg.replace(update="alternating-same-latents")), _train(cfg)
+    assert not _equal(same.generator, fresh.generator)
+
+
+def test_evaluation_with_batch_statistics_normalises_each_batch_and_keeps_the_population_statistics():
+    cfg = RunConfig(model="small-dcgan", dataset="digits", z_dim=8, width=2, d_width=2, batch_size=16, steps=3)
+    g = _train(cfg).generator
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    x = generate(g, 10, 8, 0, CPU, bn_batch=4)  # 3 batches of 4: the last one filled up with 2 more latents
+    assert not g.training and all(torch.equal(v, before[k]) for k, v in g.state_dict().items())
+    noise = make_generator(0, "eval")
+    z = torch.cat([torch.randn(10, 8, generator=noise), torch.randn(2, 8, generator=noise)])
+    probe = copy.deepcopy(g).train()
+    with torch.no_grad():
+        want = torch.cat([probe(zc) for zc in z.split(4)])[:10]
+        population = g(z[:10])
+    assert torch.equal(x, want)
+    assert torch.equal(generate(g, 10, 8, 0, CPU), population)  # bn_batch 0: the same first 10 latents
+    assert not torch.allclose(x, population, atol=1e-3)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(eval_bn_batch=64), "'eval_bn_batch' .* the 'mlp' generator has no batch norm"),
+    (dict(g_batch_norm=True, bn_refresh=50, eval_bn_batch=64), "set one of them to 0"),
+    (dict(eval_bn_batch=-1), "eval_bn_batch"),
+    (dict(update="alternating-same-latents", step="alternating"), "step 'alternating' with update"),
+])
+def test_batch_statistics_and_same_latents_options_are_checked_before_training(values, message):
+    with pytest.raises(UserError, match=message):
+        validate_suite(single_setting_suite({"steps": 1, **values}, [0]))
+
+
+def test_a_generator_without_batch_norm_refuses_batch_statistics():
+    with pytest.raises(UserError, match="eval_bn_batch = 8 .* no batch norm"):
+        generate(nn.Linear(4, 2), 10, 4, 0, CPU, bn_batch=8)
