@@ -93,6 +93,13 @@ def test_gdpp_protocol_fields():
     assert (p2.pack, p2.batch_size, p2.maxout, p2.d_width, p2.d_depth, p2.width, p2.depth, p2.g_batch_norm) == (
         2, 200, 5, 200, 3, 400, 4, True)
     assert (p2.z_dim, p2.lr_g, p2.betas, p2.steps) == (2, 1e-4, (0.8, 0.999), 400000)
+    sm = dict(load_suite("paper-pacgan-stacked-mnist").settings)
+    for label, pack in (("dcgan", 1), ("pacdcgan2", 2)):  # 128 packs per batch; each pack slot is one batch of G
+        cfg = sm[label]
+        assert (cfg.model, cfg.width, cfg.d_width, cfg.z_dim, cfg.pack, cfg.batch_size // pack) == (
+            "small-dcgan", 8, 2, 256, pack, 128)
+        assert (cfg.lr_d, cfg.lr_g, cfg.betas, cfg.steps, cfg.update, cfg.eval_bn_batch) == (
+            2e-4, 1e-4, (0.5, 0.99), 500000, "alternating-same-latents", 128)
 
 
 def test_linspace_ring_has_seven_locations_and_counts_eight_modes_like_the_reference():
