@@ -62,6 +62,7 @@ class RunConfig:
     divergence: str = "stop"  # on a detected divergence: "stop" the run (recorded as diverged) or "continue"
     eval_every: int = 0  # evaluate every this many steps as well as at the end (0: end only)
     eval_seed: int = 0  # seed of the evaluation noise, shared by all runs so they compare fairly
+    eval_samples: int = 0  # generated samples every metric of a fixed count reads (FID at 10,000, say), recorded in each row's protocol; 0: each metric's own count
     bn_refresh: int = 0  # before each evaluation, batches of fresh latents through G that renew its batch-norm population statistics at the evaluated weights (PacGAN's code: 50); 0: off
     eval_bn_batch: int = 0  # evaluate G in batches of this many latents, its batch norms normalising by each batch's own statistics (PacGAN's Stacked MNIST code: 128); 0: by the population statistics
     metrics: tuple[str, ...] = ()  # metrics to compute; empty: the dataset's default metrics
@@ -123,11 +124,11 @@ _HINTS = typing.get_type_hints(RunConfig)
 ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 1.0, "g_batch_norm": False,
          "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
          "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01,
-         "bn_refresh": 0, "eval_bn_batch": 0}
+         "bn_refresh": 0, "eval_bn_batch": 0, "eval_samples": 0}
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
                  "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size", "bn_refresh",
-                 "eval_bn_batch")
+                 "eval_bn_batch", "eval_samples")
 ACTIVATIONS = ("", "relu", "leaky_relu", "tanh")
 INITS = ("default", "orthogonal", "normal")
 UPDATES = ("alternating", "alternating-same-latents", "simultaneous")

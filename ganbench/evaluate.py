@@ -112,18 +112,26 @@ def resolve_metrics(names: tuple[str, ...], dataset) -> list[Metric]:
     return [METRICS[n] for n in (names or dataset.default_metrics)]
 
 
-def fake_count(metric: Metric, dataset) -> int:
-    """How many samples ``metric`` reads: its ``num_fake``, or the real training split's size."""
+def num_fake(metric: Metric, cfg=None) -> int:
+    """The generated samples ``metric`` reads under ``cfg``: its own ``num_fake``, or the config's
+    ``eval_samples`` when that is set and the metric reads a fixed count (not a split's size)."""
+    if cfg is not None and cfg.eval_samples and metric.num_fake > 0:
+        return cfg.eval_samples
+    return metric.num_fake
+
+
+def fake_count(metric: Metric, dataset, cfg=None) -> int:
+    """How many samples ``metric`` reads: ``num_fake(metric, cfg)``, or the real training split's size."""
     if metric.num_fake == TRAIN_SPLIT:
         from ganbench.features.labelled import synthetic_size
 
         return synthetic_size(dataset)
-    return metric.num_fake
+    return num_fake(metric, cfg)
 
 
-def samples_needed(metrics: list[Metric], dataset) -> int:
-    """Samples to draw for an evaluation: the most any of ``metrics`` reads."""
-    return max(fake_count(m, dataset) for m in metrics)
+def samples_needed(metrics: list[Metric], dataset, cfg=None) -> int:
+    """Samples to draw for an evaluation: the most any of ``metrics`` reads (under ``cfg``'s ``eval_samples``)."""
+    return max(fake_count(m, dataset, cfg) for m in metrics)
 
 
 def needs_labels(metrics: list[Metric]) -> list[Metric]:
@@ -141,8 +149,8 @@ def require_labels(metrics: list[Metric], labels, what: str) -> None:
 
 def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric], labels: torch.Tensor | None = None,
                     cfg=None, details: dict | None = None) -> dict[str, float]:
-    """Each metric on the first ``metric.num_fake`` samples (on a translator's ``Translations``, all of
-    them); features computed once per extractor.
+    """Each metric on the first ``num_fake(metric, cfg)`` samples (on a translator's ``Translations``,
+    all of them); features computed once per extractor.
 
     ``labels`` (N,) are the samples' classes, for the metrics whose extractor is ``labelled`` (a
     UserError without them, raised before any metric is computed); those extractors read the config
@@ -162,8 +170,8 @@ def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric], label
     check_samples(samples, dataset)
     require_labels(metrics, labels, "these have none")
     for m in metrics:  # (a labelled extractor checks its samples per class)
-        if not FEATURES[m.features].labelled and len(samples) < fake_count(m, dataset):
-            raise UserError(f"metric {m.name!r} needs {fake_count(m, dataset)} samples, got {len(samples)}")
+        if not FEATURES[m.features].labelled and len(samples) < fake_count(m, dataset, cfg):
+            raise UserError(f"metric {m.name!r} needs {fake_count(m, dataset, cfg)} samples, got {len(samples)}")
     features = {}
     if needs_labels(metrics):  # labels are checked (range, classes) before anything is computed
         from ganbench.config import RunConfig
@@ -175,9 +183,10 @@ def compute_metrics(samples: torch.Tensor, dataset, metrics: list[Metric], label
                 features[m.features] = FEATURES[m.features](samples, dataset, labels, settings)
     values = {}
     for m in metrics:
-        key = m.features if FEATURES[m.features].labelled else (m.features, m.num_fake)
+        n = num_fake(m, cfg)
+        key = m.features if FEATURES[m.features].labelled else (m.features, n)
         if key not in features:
-            features[key] = FEATURES[m.features](samples[: m.num_fake], dataset)
+            features[key] = FEATURES[m.features](samples[:n], dataset)
         values[m.name] = float(m.fn(features[key]))
     if details is not None:
         for key, f in features.items():
@@ -196,7 +205,7 @@ def protocol(metric: Metric, eval_seed: int, dataset=None, cfg=None) -> dict:
     p = {
         "metric_version": metric.version,
         "features": metric.features,
-        "num_fake": metric.num_fake,
+        "num_fake": num_fake(metric, cfg),
         "num_real": metric.num_real,
         "eval_seed": eval_seed,
         **{k: v for k, v in metric.params},

@@ -253,7 +253,7 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
                    f"generator {generator} is not class-conditional (a conditional one has `conditional = True` "
                    f"and is called as g(z, labels))")
     sha = _sha256(Path(target)) if Path(target).is_file() else ""
-    n = samples_needed(metrics, dataset)
+    n = samples_needed(metrics, dataset, cfg)
     x = generate(g, n, z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes, bn_batch=cfg.eval_bn_batch)
     y = generated_labels(n, dataset.num_classes) if conditional else None
     label = {"callable": generator.rpartition(":")[2], "checkpoint": default_label(cfg.to_dict())}.get(kind, Path(target).stem)

@@ -43,6 +43,42 @@ def test_npz_of_a_perfect_sampler(tmp_path, capsys):
     assert "perfect on ring8: modes 8" in capsys.readouterr().out
 
 
+def test_eval_samples_sets_the_count_every_fixed_count_metric_reads(tmp_path, capsys):
+    """The first eval_samples samples, and the count in each row's protocol: 100 points on one mode
+    followed by 2,400 on all 8 give 1 mode at eval_samples = 100, 8 at the metric's own 2,500."""
+    ring = DATASETS["ring8"]()
+    spread = ring.sample(2400, torch.Generator().manual_seed(0))
+    one_mode = ring.means[:1].repeat(100, 1) + 0.001 * torch.randn(100, 2, generator=torch.Generator().manual_seed(1))
+    np.savez(tmp_path / "s.npz", samples=torch.cat([one_mode, spread]).numpy())
+    out = tmp_path / "res"
+    for extra in ([], ["--set", "eval_samples=100"]):
+        assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "s.npz"), "--out", str(out)] + extra) == 0
+    rows = load_rows(out)
+    by_count = {(r["protocol"]["num_fake"], r["metric"]): r["value"] for r in rows}
+    assert by_count[(2500, "modes")] == 8 and by_count[(100, "modes")] == 1 and by_count[(100, "hq")] == 1.0
+    assert len({r["protocol_id"] for r in rows if r["metric"] == "modes"}) == 2  # never one table cell
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "s.npz"), "--out", str(out),
+                 "--set", "eval_samples=3000"]) == 2
+    assert "needs 3000 samples, got 2500" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "s.npz"), "--out", str(out),
+                 "--set", "eval_samples=-5"]) == 2
+    assert "eval_samples" in capsys.readouterr().err
+
+
+def test_a_run_evaluates_the_first_eval_samples_of_its_generator(tmp_path):
+    out = tmp_path / "res"
+    assert main(["run", "--dataset", "ring8", "--out", str(out), "--set", "eval_samples=300"] + TINY) == 0
+    rows = [r for r in load_rows(out) if r["final"]]
+    assert {r["protocol"]["num_fake"] for r in rows} == {300}
+    from ganbench.evaluate import compute_metrics, generate, resolve_metrics
+    from ganbench.samples import load_generator
+    g, cfg, _ = load_generator(out / "runs" / rows[0]["run_id"] / "generator.pt")
+    ring = DATASETS["ring8"]()
+    values = compute_metrics(generate(g, 300, cfg.z_dim, cfg.eval_seed, torch.device("cpu")), ring,
+                             resolve_metrics((), ring), cfg=cfg)
+    assert {r["metric"]: r["value"] for r in rows} == values
+
+
 @pytest.mark.parametrize("array, message", [
     (np.full((2500, 2), np.nan, dtype=np.float32), "2500 of 2500 samples contain NaN or Inf"),
     (np.zeros((2500, 3), dtype=np.float32), "output has shape (2500, 3), expected (N, 2)"),

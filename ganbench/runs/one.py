@@ -183,7 +183,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
     dataset = DATASETS[cfg.dataset](cfg)
     metrics = resolve_metrics(cfg.metrics, dataset)
     translating = bool(getattr(dataset, "translation", False))
-    n_eval = len(dataset.test_a) + len(dataset.test_b) if translating else samples_needed(metrics, dataset)
+    n_eval = len(dataset.test_a) + len(dataset.test_b) if translating else samples_needed(metrics, dataset, cfg)
     env = environment(device)
     rows: list[dict] = []
     tb = TensorBoardLogger(tb_dir(out, label, cfg.dataset, cfg.seed)) if options.tensorboard else None
@@ -199,7 +199,7 @@ def run_one(label: str, cfg: RunConfig, suite: str, out: Path, device: torch.dev
         if translating:
             samples = translate(g.ab, g.ba, dataset, cfg.eval_seed, device)
         else:
-            n = n_eval if which is metrics else samples_needed(which, dataset)
+            n = n_eval if which is metrics else samples_needed(which, dataset, cfg)
             samples = generate(g, n, cfg.z_dim, cfg.eval_seed, device, num_classes=dataset.num_classes,
                                bn_batch=cfg.eval_bn_batch)
             labels = generated_labels(n, dataset.num_classes) if is_conditional(g) else None
