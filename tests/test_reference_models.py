@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.stats import truncnorm
 from test_checkpoint import Stop, _state, _stop_at
+from tf_same import SameConv2d, SameConvTranspose2d, literal, same_padding
 from torch import nn
 
 from ganbench.checkpoint import Checkpointer
@@ -16,7 +17,7 @@ from ganbench.data import DATASETS
 from ganbench.errors import UserError
 from ganbench.losses import LOSSES
 from ganbench.evaluate import generate
-from ganbench.models.blocks import Packed, SameConv2d, SameConvTranspose2d, same_padding, weight_layer
+from ganbench.models.blocks import Packed, weight_layer
 from ganbench.models.mlp import Maxout, StdevBatchNorm1d
 from ganbench.runs.suite import validate_suite
 from ganbench.seeding import derive_seed, make_generator
@@ -436,10 +437,30 @@ def test_small_dcgan_has_the_reference_layers():
     assert count(d) == (9 * 3 * 2 + 2) + 4 + (9 * 2 * 4 + 4) + 8 + (9 * 4 * 8 + 8) + 16 + (16 * 8 + 1) == 585
     first = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][0]
     assert isinstance(first, nn.BatchNorm2d) and first.num_features == 64
-    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)] + [g.net[-2].conv]
-    assert all(c.weight.abs().max() <= 0.04 for c in convs)  # truncated at 2 sigma
+    convs = [m for m in (*d.modules(), *g.modules()) if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and all(c.weight.abs().max() <= 0.04 for c in convs)  # truncated at 2 sigma
     packed = build_models(cfg.replace(pack=2, batch_size=256), StackedShape(), CPU)[1]
-    assert packed.inner.features[0].conv.in_channels == 6
+    assert packed.inner.features[0].in_channels == 6
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_small_dcgan_computes_the_tensorflow_padded_networks(training):
+    """PyTorch's symmetric padding with one flip at D's input and G's output is TensorFlow's SAME
+    padding layer by layer, with the weights relabelled (tests/tf_same.py)."""
+    cfg = RunConfig(model="small-dcgan", dataset="digits", z_dim=16, width=4, d_width=2, pack=2, batch_size=16)
+    g, d = build_models(cfg, StackedShape(), CPU)
+    g, d = g.double().train(training), d.inner.double().train(training)
+    with torch.no_grad():  # moved statistics and shifts, so that population statistics are tested too
+        for m in (*g.modules(), *d.modules()):
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2.0), m.bias.uniform_(-0.1, 0.1)
+    lg, ld = literal(g, d)
+    z = torch.randn(8, 16, dtype=torch.float64)
+    x = torch.rand(8, 6, 28, 28, dtype=torch.float64) * 2 - 1  # packs of two 3-channel images
+    with torch.no_grad():
+        assert torch.allclose(g(z), lg(z), rtol=0, atol=1e-12)
+        assert torch.allclose(d(x), ld(x), rtol=0, atol=1e-12)
+        assert not torch.allclose(g(z), g(z).flip(-1), atol=1e-3)  # (the flip is not a no-op)
 
 
 class StackedShape:

@@ -4,7 +4,6 @@ output activation and PacGAN's packing of discriminator inputs."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -38,64 +37,6 @@ def weight_layer(layer: nn.Module, sn: bool = False, std: float = INIT_STD, trun
         nn.init.zeros_(layer.bias)
     # wrap only after initialising: spectral_norm starts its power iteration from the weight it is given
     return spectral_norm(layer) if sn else layer
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's ``padding='SAME'`` along one side of ``size`` pixels: (before, after) zeros, so
-    that the output has ceil(size / stride) pixels; an odd total puts the extra zero after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class SameConv2d(nn.Module):
-    """TensorFlow's ``conv2d(padding='SAME')`` on square inputs of ``size`` pixels. With stride 2 and
-    an even size, TensorFlow pads one zero after (bottom and right) and none before, where
-    ``nn.Conv2d(padding=1)`` pads one on each side: the same output size, read one pixel apart."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, size: int):
-        super().__init__()
-        before, after = same_padding(size, kernel, stride)
-        self.pad = (before, after, before, after)  # (left, right, top, bottom)
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, 0)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.conv.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.conv.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, c_in, size, size) -> (B, c_out, ceil(size / stride), ceil(size / stride))
-        return self.conv(F.pad(x, self.pad) if any(self.pad) else x)
-
-
-class SameConvTranspose2d(nn.Module):
-    """TensorFlow's ``conv2d_transpose(output_shape, padding='SAME')``: the adjoint of ``SameConv2d``
-    from ``size`` pixels (the output side) to ceil(size / stride). The full transposed convolution
-    has (ceil(size / stride) - 1) * stride + kernel pixels; TensorFlow keeps ``size`` of them from
-    the SAME padding's ``before``, where ``nn.ConvTranspose2d(padding=1, output_padding=1)`` starts
-    one later."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, size: int):
-        super().__init__()
-        self.start, self.size = same_padding(size, kernel, stride)[0], size
-        self.conv = nn.ConvTranspose2d(c_in, c_out, kernel, stride, 0)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.conv.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.conv.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, c_in, s, s) -> (B, c_out, size, size)
-        a, b = self.start, self.start + self.size
-        return self.conv(x)[:, :, a:b, a:b]
 
 
 def to_image(bounded: bool) -> nn.Module:

@@ -11,11 +11,21 @@ D: three 3x3 stride-2 convs of v, 2v and 4v channels (28 -> 14 -> 7 -> 4), each 
 LeakyReLU(0.3), then a linear logit. v = ``d_width``: 2 makes the "D = 1/4 G" discriminator (2, 4, 8
 channels), 4 the "D = 1/2 G" one.
 
-As in the TensorFlow code: every conv and transposed conv pads as ``padding='SAME'`` does, so the
-stride-2 layers on even sides read one pixel later than PyTorch's symmetric padding would
-(``SameConv2d``, ``SameConvTranspose2d``); convs get truncated-normal weights (sigma 0.02, cut at 2
-sigma), transposed convs and linear layers N(0, 0.02), all biases 0; batch norm as TensorFlow's
-(its momentum 0.9 is PyTorch's 0.1; eps 1e-5; scale 1, shift 0).
+Padding. The reference pads as TensorFlow's ``padding='SAME'``: a stride-2 conv on an even side
+puts its one zero after (bottom, right) and none before, and the transposed convs to 14 and 28
+pixels keep the first 14 or 28 of their 15 or 29 rows; PyTorch's ``padding=1`` is symmetric, so its
+layers read one pixel apart. Mirroring the image turns one into the other: TensorFlow's D on x is
+PyTorch's D on x flipped in both axes, and TensorFlow's G is PyTorch's G with its output flipped,
+each with its kernels flipped and its 4 x 4 map's positions reversed, a relabelling of independent
+weights that leaves their initial distribution, and Adam's elementwise updates, as they are. So
+both networks here are PyTorch's, with one flip at D's input and one at G's output: TensorFlow's
+functions (``tests/test_reference_models.py`` checks them against layers that pad as TensorFlow
+does, themselves checked against TensorFlow's ``conv2d`` and ``conv2d_transpose``) at PyTorch's
+speed, where padding each layer costs 20 % of a step.
+
+Initialisation as the reference: convs from N(0, 0.02) truncated at 2 sigma, transposed convs and
+linear layers from N(0, 0.02), biases 0; batch norm as TensorFlow's (its momentum 0.9 is PyTorch's
+0.1; eps 1e-5; scale 1, shift 0).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import torch
 from torch import nn
 
 from ganbench.models.base import MODELS
-from ganbench.models.blocks import Packed, SameConv2d, SameConvTranspose2d, image_size, to_image, weight_layer
+from ganbench.models.blocks import Packed, image_size, to_image, weight_layer
 
 LEAK = 0.3  # LeakyReLU slope of D in the reference code
 
@@ -37,15 +47,17 @@ class SmallGenerator(nn.Module):
         self.project = weight_layer(nn.Linear(z_dim, self.top * 16))
         layers: list[nn.Module] = [nn.BatchNorm2d(self.top), nn.ReLU()]
         c = self.top
-        for side in (7, 14, 28):
-            layers += [weight_layer(SameConvTranspose2d(c, c // 2, 3, 2, side)), nn.BatchNorm2d(c // 2), nn.ReLU()]
+        for out_pad in (0, 1, 1):  # 4 -> 7 -> 14 -> 28
+            layers += [weight_layer(nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=out_pad)),
+                       nn.BatchNorm2d(c // 2), nn.ReLU()]
             c //= 2
         # (B, w, 28, 28) -> (B, C, 28, 28)
-        layers += [weight_layer(SameConv2d(c, channels, 3, 1, 28), truncated=True), to_image(bounded)]
+        layers += [weight_layer(nn.Conv2d(c, channels, 3, 1, 1), truncated=True), to_image(bounded)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.project(z).view(len(z), self.top, 4, 4))
+        # flipped: TensorFlow's SAME-padded generator (module docstring)
+        return self.net(self.project(z).view(len(z), self.top, 4, 4)).flip(-2, -1)
 
 
 class SmallDiscriminator(nn.Module):
@@ -53,15 +65,15 @@ class SmallDiscriminator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in, c = channels, width
-        for side in (28, 14, 7):  # 28 -> 14 -> 7 -> 4
-            layers += [weight_layer(SameConv2d(c_in, c, 3, 2, side), truncated=True), nn.BatchNorm2d(c), nn.LeakyReLU(LEAK)]
+        for _ in range(3):  # 28 -> 14 -> 7 -> 4
+            layers += [weight_layer(nn.Conv2d(c_in, c, 3, 2, 1), truncated=True), nn.BatchNorm2d(c), nn.LeakyReLU(LEAK)]
             c_in, c = c, 2 * c
         self.features = nn.Sequential(*layers)
         self.head = weight_layer(nn.Linear(c_in * 16, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, C, 28, 28) -> logits (B,)
-        return self.head(self.features(x).flatten(1)).squeeze(1)
+        # x: (B, C, 28, 28) -> logits (B,); flipped: TensorFlow's SAME-padded discriminator (module docstring)
+        return self.head(self.features(x.flip(-2, -1)).flatten(1)).squeeze(1)
 
 
 @MODELS.register("small-dcgan")
