@@ -1,6 +1,10 @@
 """What one training step of each setting of a suite costs on this machine, against its arithmetic.
 
-    python scripts/step_cost.py [--suite paper-gdpp-2d] [--steps 40] [--threads 1] [--jobs 2] [LABEL ...]
+    python scripts/step_cost.py [--suite paper-gdpp-2d] [--steps 40] [--threads 1] [--jobs 2]
+        [--set KEY=VALUE ...] [LABEL ...]
+
+``--set`` changes every setting as ``ganbench run --set`` does (``data_path=`` for a dataset kept
+outside the data root; the step does not depend on which digits it reads).
 
 For every (setting, dataset) of the suite (or only the labels given) it prints:
 
@@ -50,10 +54,11 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=40, help="steps per timed round")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one run per core)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once for the suite's wall time")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change every setting")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from ganbench.config import load_suite
+    from ganbench.config import load_suite, parse_overrides
     from ganbench.data import DATASETS
     from ganbench.flops import step_products
     from ganbench.train import log_interval, train
@@ -64,9 +69,11 @@ def main() -> int:
     print(f"{'setting':14s} {'dataset':15s} {'ms/step':>8s} {'GFLOP/step':>10s} {'floor ms':>8s} {'ratio':>5s} "
           f"{'GFLOP/s':>7s} {'min/run':>7s}")
     total = 0.0
+    changes = parse_overrides(args.set)
     for label, cfg in suite.settings:
         if args.labels and label not in args.labels:
             continue
+        cfg = cfg.replace(**changes)
         dataset = DATASETS[cfg.dataset](cfg)
         timed = cfg.replace(eval_every=0)
         # history rows at the full run's rate, not at a short run's (which would log every step)
