@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", help="comma-separated metrics (default: the dataset's)")
     e.add_argument("--name", help="label in tables (default: the file name)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config fields that shape the data (resolution, channels, data_path, eval_seed)")
+                   help="config fields that shape the data or the evaluation (resolution, channels, data_path, "
+                        "eval_seed, eval_samples, eval_bn_batch)")
     e.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")

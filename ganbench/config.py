@@ -206,6 +206,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"config key 'init_gain' ({cfg.init_gain}) is read by init 'orthogonal' or 'normal', not 'default'")
     if cfg.maxout == 1 or cfg.maxout < 0:
         raise UserError(f"config key 'maxout' must be 0 (off) or at least 2 pieces, got {cfg.maxout!r}")
+    if cfg.eval_bn_batch == 1:
+        raise UserError("config key 'eval_bn_batch' must be 0 (population statistics) or at least 2 latents per "
+                        "batch, got 1: batch norm over one sample has no statistics")
     if cfg.bn_refresh and cfg.eval_bn_batch:
         raise UserError(f"config keys 'bn_refresh' ({cfg.bn_refresh}) and 'eval_bn_batch' ({cfg.eval_bn_batch}): "
                         f"the population statistics bn_refresh renews are not used when G is evaluated with batch "

@@ -54,6 +54,27 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+_LOCAL_STATISTICS = False
+
+
+def sync_statistics() -> bool:
+    """Whether batch norms in training mode normalise by the statistics of the whole batch over
+    every rank: under torchrun, except inside ``local_statistics()``."""
+    return active() and not _LOCAL_STATISTICS
+
+
+@contextlib.contextmanager
+def local_statistics():
+    """Inside: batch norms in training mode normalise by this process's own batch, as one process
+    does, for work that every rank repeats on the same data (sampling with batch statistics)."""
+    global _LOCAL_STATISTICS
+    before, _LOCAL_STATISTICS = _LOCAL_STATISTICS, True
+    try:
+        yield
+    finally:
+        _LOCAL_STATISTICS = before
+
+
 def rank() -> int:
     return dist.get_rank() if active() else 0
 
@@ -175,7 +196,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         self.replaces._check_input_dim(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and active()):
+        if not (self.training and sync_statistics()):
             return super().forward(x)
         self._check_input_dim(x)
         factor = 0.0 if self.momentum is None else self.momentum

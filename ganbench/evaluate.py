@@ -200,7 +200,8 @@ def protocol(metric: Metric, eval_seed: int, dataset=None, cfg=None) -> dict:
 
     With ``dataset``, the extractor's ``provenance(dataset)`` adds what it was computed with: network
     or classifier and the hash of its weights, classifier accuracy, and the actual number of real samples (a metric's ``num_real`` of -1 means the whole reference split).
-    The metric's fixed ``params`` are recorded, and with ``cfg`` the config fields it names in ``config``.
+    The metric's fixed ``params`` are recorded, and with ``cfg`` the config fields it names in
+    ``config``, the sample count it reads (``num_fake(metric, cfg)``) and, when set, ``eval_bn_batch``.
     """
     p = {
         "metric_version": metric.version,
@@ -212,6 +213,8 @@ def protocol(metric: Metric, eval_seed: int, dataset=None, cfg=None) -> dict:
     }
     if cfg is not None:
         p.update({k: getattr(cfg, k) for k in metric.config})
+        if cfg.eval_bn_batch:  # (recorded only when set: protocols written before it keep their ids)
+            p["eval_bn_batch"] = cfg.eval_bn_batch
     if dataset is not None:
         extra = dict(FEATURES[metric.features].provenance(dataset))
         if metric.num_real == 0:  # the metric reads no real samples, whatever the extractor loads

@@ -221,6 +221,9 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
 
     labelled = bool(needs_labels(metrics))
+    if samples is not None and cfg.eval_bn_batch:
+        raise UserError(f"eval_bn_batch = {cfg.eval_bn_batch} sets how a generator samples; {samples} holds samples "
+                        f"already made")
     if samples is not None:
         path = Path(samples)
         if path.is_dir():

@@ -100,4 +100,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ganbench.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"step_cost.py: {e}", file=sys.stderr)
+        sys.exit(2)

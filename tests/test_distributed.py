@@ -17,6 +17,7 @@ from ganbench.data import DATASETS
 from ganbench.features import stats as fstats
 from ganbench.features.stats import StreamingStats
 from ganbench.losses import LOSSES
+from ganbench.models import batch_statistics
 from ganbench.models.mlp import StdevBatchNorm1d
 from ganbench.runs import torchrun
 from ganbench.train import build_models, train
@@ -196,6 +197,11 @@ def _bn_worker(rank: int, out: str) -> None:
         stdev_bn = _stdev_bn()
         stdev = _bn_step(stdev_bn, distributed.shard(x[:, :, 0, 0]), distributed.shard(w[:, :, 0, 0]))
         stdev += (stdev_bn.running_mean.clone(), stdev_bn.running_std.clone())
+        with torch.no_grad():  # sampling with batch statistics: every rank the whole batch, by itself
+            with batch_statistics(bn):
+                local = bn(x)
+            with batch_statistics(stdev_bn):
+                local_stdev = stdev_bn(x[:, :, 0, 0])
         results = {}
         for name, values in TRAINED:
             cfg = RunConfig(**values)
@@ -204,7 +210,8 @@ def _bn_worker(rank: int, out: str) -> None:
                              {k: v.clone() for k, v in r.discriminator.state_dict().items()},
                              [h["d_loss"] for h in r.history])
         torch.save({"y": y, "gx": gx, "gw": gw, "mean": bn.running_mean.clone(), "var": bn.running_var.clone(),
-                    "stdev": stdev, "train": results}, os.path.join(out, f"bn{rank}.pt"))
+                    "stdev": stdev, "local": local, "local_stdev": local_stdev, "train": results},
+                   os.path.join(out, f"bn{rank}.pt"))
     finally:
         dist.destroy_process_group()
     _leave()
@@ -242,6 +249,10 @@ def test_batch_norm_over_two_processes_is_batch_norm_over_the_full_batch(tmp_pat
     for r in ranks:
         torch.testing.assert_close(r["stdev"][3], single[3], **close)
         torch.testing.assert_close(r["stdev"][4], single[4], **close)
+    # sampling with batch statistics (eval_bn_batch) is one process's, bit for bit, on every rank
+    with torch.no_grad():
+        for r in ranks:
+            assert torch.equal(r["local"], bn(x)) and torch.equal(r["local_stdev"], stdev_bn(x[:, :, 0, 0]))
 
     for name, values in TRAINED:
         cfg = RunConfig(**values)

@@ -65,6 +65,23 @@ def test_eval_samples_sets_the_count_every_fixed_count_metric_reads(tmp_path, ca
     assert "eval_samples" in capsys.readouterr().err
 
 
+def test_eval_bn_batch_is_in_the_protocol_and_refused_for_stored_samples(tmp_path, capsys):
+    from ganbench.config import RunConfig
+    from ganbench.evaluate import protocol
+    from ganbench.metrics import METRICS
+
+    plain = protocol(METRICS["modes"], 0, cfg=RunConfig())
+    assert "eval_bn_batch" not in plain  # protocols written before the field keep their ids
+    assert protocol(METRICS["modes"], 0, cfg=RunConfig(g_batch_norm=True, eval_bn_batch=64)) == {**plain, "eval_bn_batch": 64}
+    np.savez(tmp_path / "s.npz", samples=DATASETS["ring8"]().sample(2500, torch.Generator().manual_seed(0)).numpy())
+    out = tmp_path / "res"
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "s.npz"), "--out", str(out),
+                 "--set", "eval_bn_batch=64"]) == 2
+    err = capsys.readouterr().err
+    assert "eval_bn_batch = 64 sets how a generator samples" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_a_run_evaluates_the_first_eval_samples_of_its_generator(tmp_path):
     out = tmp_path / "res"
     assert main(["run", "--dataset", "ring8", "--out", str(out), "--set", "eval_samples=300"] + TINY) == 0

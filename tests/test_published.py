@@ -98,8 +98,8 @@ def test_gdpp_protocol_fields():
         cfg = sm[label]
         assert (cfg.model, cfg.width, cfg.d_width, cfg.z_dim, cfg.pack, cfg.batch_size // pack) == (
             "small-dcgan", 8, 2, 256, pack, 128)
-        assert (cfg.lr_d, cfg.lr_g, cfg.betas, cfg.steps, cfg.update, cfg.eval_bn_batch) == (
-            2e-4, 1e-4, (0.5, 0.99), 500000, "alternating-same-latents", 128)
+        assert (cfg.lr_d, cfg.lr_g, cfg.betas, cfg.steps, cfg.update, cfg.eval_bn_batch, cfg.eval_samples) == (
+            2e-4, 1e-4, (0.5, 0.99), 500000, "alternating-same-latents", 128, 25600)
 
 
 def test_linspace_ring_has_seven_locations_and_counts_eight_modes_like_the_reference():

@@ -439,6 +439,8 @@ def test_small_dcgan_has_the_reference_layers():
     assert isinstance(first, nn.BatchNorm2d) and first.num_features == 64
     convs = [m for m in (*d.modules(), *g.modules()) if isinstance(m, nn.Conv2d)]
     assert len(convs) == 4 and all(c.weight.abs().max() <= 0.04 for c in convs)  # truncated at 2 sigma
+    deconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]  # N(0, 0.02), not truncated
+    assert g.project.weight.abs().max() > 0.06 and max(m.weight.abs().max() for m in deconvs) > 0.06
     packed = build_models(cfg.replace(pack=2, batch_size=256), StackedShape(), CPU)[1]
     assert packed.inner.features[0].in_channels == 6
 
@@ -505,6 +507,7 @@ def test_evaluation_with_batch_statistics_normalises_each_batch_and_keeps_the_po
     (dict(eval_bn_batch=64), "'eval_bn_batch' .* the 'mlp' generator has no batch norm"),
     (dict(g_batch_norm=True, bn_refresh=50, eval_bn_batch=64), "set one of them to 0"),
     (dict(eval_bn_batch=-1), "eval_bn_batch"),
+    (dict(model="small-dcgan", dataset="digits", width=2, batch_size=16, eval_bn_batch=1), "at least 2 latents"),
     (dict(update="alternating-same-latents", step="alternating"), "step 'alternating' with update"),
 ])
 def test_batch_statistics_and_same_latents_options_are_checked_before_training(values, message):

@@ -1,8 +1,8 @@
 """PacGAN's Stacked MNIST networks as its TensorFlow code computes them, layer by layer: convolutions
 padded as ``padding='SAME'``. ``SameConv2d`` and ``SameConvTranspose2d`` give what TensorFlow 2.21's
 ``tf.nn.conv2d`` and ``tf.nn.conv2d_transpose(output_shape, padding='SAME')`` give with the same
-weights (to 1e-15 in float64, at every layer shape of the model; checked once with TensorFlow
-installed, which the tests do not need). ``literal(g, d)`` builds these networks with the weights of
+weights (to 1e-15 in float64, at every layer shape of the model; checked with TensorFlow installed,
+which the tests do not need; ``scripts/check_tf_same.py`` checks the whole model against it). ``literal(g, d)`` builds these networks with the weights of
 ganbench's ``small-dcgan``, whose PyTorch-padded layers with one flip at D's input and one at G's
 output compute the same functions faster.
 """
@@ -72,7 +72,6 @@ class SameConvTranspose2d(nn.Module):
         # (B, c_in, s, s) -> (B, c_out, size, size)
         a, b = self.start, self.start + self.size
         return self.conv(x)[:, :, a:b, a:b]
-
 
 
 class LiteralGenerator(nn.Module):

@@ -11,6 +11,7 @@ import contextlib
 import torch
 from torch import nn
 
+from ganbench import distributed
 from ganbench.models.base import (  # noqa: F401
     ARCH_FIELDS,
     BUILTIN_OPTIONS,
@@ -30,14 +31,16 @@ def batch_norms(net: nn.Module) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def batch_statistics(net: nn.Module):
-    """Inside: ``net``'s batch norms normalise by each call's batch statistics (training mode);
-    after: their population statistics and modes are as before, whatever ran inside."""
+    """Inside: ``net``'s batch norms normalise by each call's batch statistics (training mode), this
+    process's own under torchrun, where every rank samples the same latents; after: their
+    population statistics and modes are as before, whatever ran inside."""
     norms = batch_norms(net)
     saved = [(m.training, [b.clone() for b in m.buffers(recurse=False)]) for m in norms]
     for m in norms:
         m.train()
     try:
-        yield
+        with distributed.local_statistics():
+            yield
     finally:
         with torch.no_grad():
             for m, (training, buffers) in zip(norms, saved):

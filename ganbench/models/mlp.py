@@ -72,7 +72,7 @@ class StdevBatchNorm1d(nn.Module):
         # x: (B, features) -> (B, features)
         if not self.training:
             return (x - self.running_mean) * (self.weight / self.running_std) + self.bias
-        if distributed.active():  # under torchrun: the statistics of the whole batch over every rank
+        if distributed.sync_statistics():  # under torchrun: the statistics of the whole batch over every rank
             xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32
             mean, var, _, centred = distributed.batch_moments(xf, [0])
             inv_std = torch.rsqrt(var + self.eps)

@@ -19,9 +19,9 @@ PyTorch's D on x flipped in both axes, and TensorFlow's G is PyTorch's G with it
 each with its kernels flipped and its 4 x 4 map's positions reversed, a relabelling of independent
 weights that leaves their initial distribution, and Adam's elementwise updates, as they are. So
 both networks here are PyTorch's, with one flip at D's input and one at G's output: TensorFlow's
-functions (``tests/test_reference_models.py`` checks them against layers that pad as TensorFlow
-does, themselves checked against TensorFlow's ``conv2d`` and ``conv2d_transpose``) at PyTorch's
-speed, where padding each layer costs 20 % of a step.
+functions at PyTorch's speed, where padding each layer costs 21 % of a step
+(``scripts/check_tf_same.py`` compares them with the reference written in TensorFlow;
+``tests/test_reference_models.py`` with layers padded as TensorFlow pads).
 
 Initialisation as the reference: convs from N(0, 0.02) truncated at 2 sigma, transposed convs and
 linear layers from N(0, 0.02), biases 0; batch norm as TensorFlow's (its momentum 0.9 is PyTorch's

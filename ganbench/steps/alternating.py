@@ -1,6 +1,6 @@
 """The standard adversarial step: ``n_dis`` discriminator updates, then one generator update.
 
-Two update orders are registered:
+Three update orders are registered:
 
 - ``alternating``: D's updates first, each on a fresh real batch and fresh latents; then G's, on
   fresh latents, against the updated D.
