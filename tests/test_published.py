@@ -24,7 +24,7 @@ from ganbench.features.mode2d import mode_assignment
 from ganbench.metrics import METRICS
 from ganbench.metrics.modes import modes_covered
 from ganbench.papers import parse_published
-from ganbench.results.published import verdict
+from ganbench.results.published import display, verdict
 from ganbench.results.store import append_rows, load_results
 from ganbench.results.tables import published_table, render
 from ganbench.runs.one import _rows
@@ -160,6 +160,13 @@ def test_verdicts_against_closed_forms():
     # no spread on either side: equal or not
     assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0, "exact")
     assert verdict(7.9, math.nan, 5, np.array([8.0, 8.0]), True) == ("better", 0.0, "exact")
+    # one seed: Student's t with the published runs' spread, 9 degrees of freedom. By hand: 18 against
+    # 17.3 ± 0.8 se over 10 runs (sd 2.530): t = 0.7 / (2.530 * sqrt(1 + 1/10)) = 0.2638, p = 0.798
+    one = verdict(17.3, 0.8, 10, np.array([18.0]), True)
+    assert one[0] == "consistent" and one[2] == "t, published spread" and one[1] == pytest.approx(0.7978, abs=1e-4)
+    assert verdict(0.948, 0.007, 10, np.array([0.84]), True)[:1] == ("worse",)  # t = -4.65, p = 0.0012
+    with pytest.raises(ValueError, match="published spread"):
+        verdict(3.3, math.nan, 5, np.array([5.0]), True)  # (the table calls that one 'not comparable')
 
 
 def test_published_metric_must_be_computed_by_its_setting(tmp_path):
@@ -223,7 +230,12 @@ def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, 
     assert c["mean"].isna().all()
     single = tmp_path / "single"
     assert main(["run", "--suite", "paper-tiny", "--out", str(single), "--seeds", "0", "--no-progress"]) == 0
-    assert set(published_table(load_results(single))["verdict"]) == {"not comparable: 1 finished seed, no interval"}
+    one = published_table(load_results(single)).set_index("metric")
+    assert one.loc["hq", "verdict"] == "not comparable: 1 finished seed, no interval"  # no published spread
+    # against a published spread, one seed is tested as one more run of the paper's: kl far below 5.0 ± 0.01 se
+    assert set(one.loc[["modes", "kl"], "test"]) == {"t, published spread"} and one.loc["kl", "verdict"] == "better"
+    assert one.loc["kl", "n"] == 1 and math.isnan(one.loc["kl", "se"])
+    assert display(published_table(load_results(single))).set_index("metric").loc["kl", "ganbench"].endswith("(n=1)")
     capsys.readouterr()
     plain = tmp_path / "plain"
     assert main(["run", "--dataset", "ring8", "--out", str(plain), "--set", "steps=5", "--no-progress"]) == 0

@@ -29,10 +29,21 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
             higher_is_better: bool) -> tuple[str, float, str]:
     """(verdict, two-sided p, the test that gave p) of ganbench's seed values ``ours`` against a
     published mean: Welch's t-test from the summary statistics, a one-sample t-test when the paper
-    printed no spread, or an exact comparison when neither side has any spread."""
+    printed no spread, or an exact comparison when neither side has any spread. One seed (which
+    has no spread of its own) needs the paper's: Student's t with the published runs' spread, the
+    pooled two-sample test in which the one run adds no degrees of freedom (is it a run like the
+    paper's?)."""
     ours = np.asarray(ours, dtype=float)
     n = len(ours)
-    mean, sd = float(ours.mean()), float(ours.std(ddof=1))
+    mean = float(ours.mean())
+    if n == 1:
+        if not has_spread(pub_se):
+            raise ValueError("one seed needs a published spread to be tested")
+        pub_n = max(pub_n, 2)  # (a standard error printed without n: as below)
+        p = float(stats.ttest_ind_from_stats(mean, 0.0, 1, pub_mean, pub_se * math.sqrt(pub_n), pub_n,
+                                             equal_var=True).pvalue)
+        return _named(p, mean, pub_mean, higher_is_better), p, "t, published spread"
+    sd = float(ours.std(ddof=1))
     if (math.isnan(pub_se) or pub_se == 0) and sd == 0:
         p, test = (1.0 if mean == pub_mean else 0.0), "exact"
     elif math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
@@ -44,10 +55,18 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
         p = float(stats.ttest_ind_from_stats(mean, sd, n, pub_mean, pub_se * math.sqrt(pub_n), pub_n,
                                              equal_var=False).pvalue)
         test = "Welch"
+    return _named(p, mean, pub_mean, higher_is_better), p, test
+
+
+def has_spread(pub_se: float) -> bool:
+    """Whether a published row gives a spread a single seed can be tested against."""
+    return not math.isnan(pub_se) and pub_se > 0
+
+
+def _named(p: float, mean: float, pub_mean: float, higher_is_better: bool) -> str:
     if p >= LEVEL:
-        return "consistent", p, test
-    up = (mean > pub_mean) == higher_is_better
-    return ("better" if up else "worse"), p, test
+        return "consistent"
+    return "better" if (mean > pub_mean) == higher_is_better else "worse"
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -100,7 +119,7 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
                 line.update(n=int(mine["seed"].nunique()), diverged=int((mine["status"] != "ok").sum()))
                 if len(ok):
                     line.update(mean=float(ok.mean()), se=float(ok.std(ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan)
-                if len(ok) < 2:
+                if len(ok) == 0 or (len(ok) == 1 and not has_spread(pub_se)):
                     reason = f"{len(ok)} finished seed{'s' if len(ok) != 1 else ''}, no interval"
                 else:
                     line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub.n, ok,
@@ -121,7 +140,8 @@ def display(c: pd.DataFrame) -> pd.DataFrame:
         if kind != "none":
             pub += f" ± {_fmt(r['published_spread'], d)} {kind}"
         pub += f" (n={r['published_n']})" if r["published_n"] else " (n not stated)"
-        ours = "—" if math.isnan(r["mean"]) else f"{_fmt(r['mean'], d)} ± {_fmt(r['se'], d)} se (n={r['n']})"
+        ours = "—" if math.isnan(r["mean"]) else _fmt(r["mean"], d) + (
+            f" (n={r['n']})" if math.isnan(r["se"]) else f" ± {_fmt(r['se'], d)} se (n={r['n']})")
         tested = f"{r['verdict']} (p={r['p']:.2g}, {r['test']})" if r["test"] else r["verdict"]
         out.append({"dataset": r["dataset"], "setting": r["setting"], "metric": r["metric"],
                     "published": pub, "ganbench": ours, "verdict": tested, "source": r["source"]})
