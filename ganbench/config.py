@@ -102,8 +102,13 @@ class RunConfig:
 
     def identity(self) -> dict:
         """What the ids hash: every field, except a later-added field at its default (``ADDED``), so
-        that the runs recorded before the field existed keep their ids (and ``--resume`` finds them)."""
-        return {k: v for k, v in self.to_dict().items() if not (k in ADDED and v == ADDED[k])}
+        that the runs recorded before the field existed keep their ids (and ``--resume`` finds them);
+        and the revision of a built-in model whose networks have changed (``MODEL_REVISIONS``), so that
+        its new runs are never averaged with, or resumed from, the old ones."""
+        d = {k: v for k, v in self.to_dict().items() if not (k in ADDED and v == ADDED[k])}
+        if self.model in MODEL_REVISIONS:
+            d["model_revision"] = MODEL_REVISIONS[self.model]
+        return d
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -125,6 +130,8 @@ ADDED = {"precision": "fp32", "activation": "", "init": "default", "init_gain": 
          "d_width": 0, "d_depth": 0, "maxout": 0, "pack": 1, "unroll_steps": 0, "update": "alternating",
          "step": "", "lr_decay": 0.0, "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50, "tail_ratio": 0.01,
          "bn_refresh": 0, "eval_bn_batch": 0, "eval_samples": 0}
+# built-in models whose networks changed after runs were recorded: model -> revision (absent: 1)
+MODEL_REVISIONS = {"small-dcgan": 2}  # 2: PacGAN's TensorFlow networks (SAME padding, channel batch norm, truncated init)
 _POSITIVE = ("steps", "batch_size", "lr_g", "lr_d", "n_dis", "z_dim", "width", "depth", "pack", "init_gain")
 _NON_NEGATIVE = ("seed", "gp_weight", "eval_every", "eval_seed", "resolution", "channels", "weight_clip",
                  "d_width", "d_depth", "unroll_steps", "cycle_weight", "identity_weight", "pool_size", "bn_refresh",

@@ -5,6 +5,7 @@ import pytest
 from ganbench.config import (
     RunConfig,
     config_diff,
+    digest,
     load_suite,
     parse_overrides,
     suite_from_dict,
@@ -36,6 +37,22 @@ def test_a_field_added_later_keeps_the_ids_recorded_before_it():
     before = {k: v for k, v in RunConfig().to_dict().items() if k != "precision"}  # a config.json of then
     assert config_diff(before, RunConfig().to_dict()) == []
     assert config_diff(before, bf16.to_dict()) == ["precision: 'fp32' -> 'bf16'"]
+    # the fields added with the Stacked MNIST protocol: out of the hash at their defaults, in it otherwise
+    base = RunConfig(g_batch_norm=True)
+    changed = (("eval_samples", 25600), ("eval_bn_batch", 128), ("update", "alternating-same-latents"))
+    assert all(base.replace(**{k: v}).run_id != base.run_id for k, v in changed)
+    assert not {"eval_samples", "eval_bn_batch", "update"} & set(base.identity())
+
+
+def test_a_changed_builtin_model_gets_new_ids():
+    """small-dcgan's networks changed (revision 2): its runs never share an id, a table cell or a
+    checkpoint with the ones recorded before; other models keep theirs."""
+    new = RunConfig(model="small-dcgan", dataset="stacked-mnist")
+    assert new.identity() == {**{k: v for k, v in new.identity().items() if k != "model_revision"}, "model_revision": 2}
+    assert "model_revision" not in RunConfig(model="dcgan").identity()
+    before = {k: v for k, v in new.identity().items() if k != "model_revision"}  # the id it had before
+    assert new.run_id == digest(new.identity()) and new.run_id != digest(before)
+    assert new.replace(seed=1).group_id == new.group_id != digest({k: v for k, v in before.items() if k != "seed"})
 
 
 def test_config_is_frozen():
