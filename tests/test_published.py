@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -226,7 +227,7 @@ def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, 
     assert main(["run", "--suite", "paper-tiny", "--out", str(other), "--set", "steps=30", "--seeds", "0,1",
                  "--no-progress"]) == 0
     c = published_table(load_results(other))
-    assert set(c["verdict"]) == {"not comparable: config differs from the suite's"}
+    assert set(c["verdict"]) == {"not comparable: config differs from the suite's (steps 30, suite 40)"}
     assert c["mean"].isna().all()
     single = tmp_path / "single"
     assert main(["run", "--suite", "paper-tiny", "--out", str(single), "--seeds", "0", "--no-progress"]) == 0
@@ -241,6 +242,23 @@ def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, 
     assert main(["run", "--dataset", "ring8", "--out", str(plain), "--set", "steps=5", "--no-progress"]) == 0
     assert main(["table", str(plain), "--published"]) == 2
     assert "no published numbers for these results" in capsys.readouterr().err
+
+
+def test_the_reason_names_every_differing_key_and_counts_predating_keys_at_their_default():
+    from ganbench.config import RunConfig
+    from ganbench.results.published import differing
+
+    suite = RunConfig(steps=40, lr_g=1e-3, betas=(0.5, 0.9), eval_samples=25600)
+    # rows written before eval_samples existed (no column: its default, 0), by three runs of two configs
+    then = {f"config.{k}": v for k, v in suite.to_dict().items() if k != "eval_samples"}
+    rows = pd.DataFrame([
+        {**then, "group_id": "a", "config.steps": 20, "config.seed": 0},
+        {**then, "group_id": "a", "config.steps": 20, "config.seed": 1},
+        {**then, "group_id": "b", "config.steps": 10, "config.lr_g": 2e-3, "config.betas": [0.5, 0.99]},
+    ])
+    assert differing(rows, suite) == ("steps 20, 10, suite 40; lr_g 0.002, suite 0.001; betas [0.5, 0.99], suite [0.5, 0.9]; "
+                                      "eval_samples 0, suite 25600")
+    assert differing(rows, suite, most=2) == "steps 20, 10, suite 40; lr_g 0.002, suite 0.001; and 2 more"
 
 
 def test_select_settings_runs_one_part_of_a_suite():

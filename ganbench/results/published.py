@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ganbench.config import ADDED
+
 LEVEL = 0.05  # two-sided significance level of the verdicts
 
 
@@ -56,6 +58,23 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
                                              equal_var=False).pvalue)
         test = "Welch"
     return _named(p, mean, pub_mean, higher_is_better), p, test
+
+
+def differing(rows: pd.DataFrame, cfg, most: int = 4) -> str:
+    """The config keys on which ``rows`` (of one setting, other seeds aside) differ from the suite's
+    ``cfg``: 'steps 20, suite 500000; ...'; a key the rows predate counts at its default."""
+    want = cfg.to_dict()
+    seen: dict[str, list] = {}
+    for _, row in rows.drop_duplicates("group_id").iterrows():
+        for key, value in want.items():
+            got = row.get(f"config.{key}", math.nan)
+            if isinstance(got, float) and math.isnan(got) and key in ADDED:
+                got = ADDED[key]
+            if key != "seed" and got != value and got not in seen.setdefault(key, []):
+                seen[key].append(got)
+    keys = [k for k in want if seen.get(k)]
+    parts = [f"{k} {', '.join(map(repr, seen[k]))}, suite {want[k]!r}" for k in keys[:most]]
+    return "; ".join(parts) + (f"; and {len(keys) - most} more" if len(keys) > most else "")
 
 
 def has_spread(pub_se: float) -> bool:
@@ -107,7 +126,7 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
             else:
                 same = mine[mine["group_id"] == cfg.group_id]
                 if same.empty:
-                    reason = "config differs from the suite's"
+                    reason = f"config differs from the suite's ({differing(mine, cfg)})"
                 else:
                     current = same[same["protocol.metric_version"] == metrics[metric].version] \
                         if "protocol.metric_version" in same.columns else same
