@@ -24,7 +24,19 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-class SameConv2d(nn.Module):
+class _Wrapped(nn.Module):
+    """A layer around ``self.conv`` whose weight and bias are the conv's."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.conv.weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.conv.bias
+
+
+class SameConv2d(_Wrapped):
     """TensorFlow's ``conv2d(padding='SAME')`` on square inputs of ``size`` pixels. With stride 2 and
     an even size, TensorFlow pads one zero after (bottom and right) and none before, where
     ``nn.Conv2d(padding=1)`` pads one on each side: the same output size, read one pixel apart."""
@@ -35,20 +47,12 @@ class SameConv2d(nn.Module):
         self.pad = (before, after, before, after)  # (left, right, top, bottom)
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, 0)
 
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.conv.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.conv.bias
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, c_in, size, size) -> (B, c_out, ceil(size / stride), ceil(size / stride))
         return self.conv(F.pad(x, self.pad) if any(self.pad) else x)
 
 
-class SameConvTranspose2d(nn.Module):
+class SameConvTranspose2d(_Wrapped):
     """TensorFlow's ``conv2d_transpose(output_shape, padding='SAME')``: the adjoint of ``SameConv2d``
     from ``size`` pixels (the output side) to ceil(size / stride). The full transposed convolution
     has (ceil(size / stride) - 1) * stride + kernel pixels; TensorFlow keeps ``size`` of them from
@@ -59,14 +63,6 @@ class SameConvTranspose2d(nn.Module):
         super().__init__()
         self.start, self.size = same_padding(size, kernel, stride)[0], size
         self.conv = nn.ConvTranspose2d(c_in, c_out, kernel, stride, 0)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.conv.weight
-
-    @property
-    def bias(self) -> torch.Tensor:
-        return self.conv.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, c_in, s, s) -> (B, c_out, size, size)
