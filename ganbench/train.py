@@ -32,7 +32,7 @@ class TrainResult:
     generator: nn.Module  # the EMA of the generator's weights when cfg.ema > 0
     discriminator: nn.Module
     steps_done: int
-    diverged: str | None  # reason the run stopped early, or None
+    diverged: str | None  # reason the run stopped early (divergence "stop"), or the first warning ("continue"), or None
     train_seconds: float  # wall time of the updates; evaluation and checkpoints excluded
     history: list[dict] = field(default_factory=list)  # one dict per logged step
     checkpoint_seconds: float = 0.0  # wall time spent writing checkpoints (this process)
@@ -231,11 +231,13 @@ def train(
     saved = checkpoint.load(cfg.to_dict()) if checkpoint is not None else None
     step, done_seconds = (_restore(saved, checkpoint.loaded, nets, noise, data, monitor, extra_state)
                           if saved is not None else (0, 0.0))
+    # a warning recorded before the checkpoint (divergence "continue") stays the run's
+    diverged = saved.get("diverged") if saved is not None else None
 
     synchronize(device)
     start = time.perf_counter() - done_seconds
     interval_start, eval_seconds, ckpt_seconds = time.perf_counter(), 0.0, 0.0
-    diverged, refreshed = None, -1
+    refreshed = -1
     while step < cfg.steps:
         log_now = (step + 1) % every == 0 or step + 1 == cfg.steps
         if cfg.lr_decay:
@@ -277,12 +279,14 @@ def train(
                 diverged = reason
                 break
             diverged = diverged or reason
-        if checkpoint is not None and checkpoint.due(step, cfg.steps) and not diverged:
+        # (a run that stops on divergence has left the loop; one that continues keeps checkpointing)
+        if checkpoint is not None and checkpoint.due(step, cfg.steps):
             synchronize(device)
             t0 = time.perf_counter()
             checkpoint.save({
                 "config": cfg.to_dict(), "step": step, "noise": noise.get_state(), "batches": data.count,
                 "monitor": monitor.state_dict(), "train_seconds": t0 - start - eval_seconds - ckpt_seconds,
+                "diverged": diverged,
                 "extra": extra_state[0]() if extra_state is not None else "",
                 **{key: obj.state_dict() for key, obj in nets.items()},
             })  # the global RNG state is added by the Checkpointer

@@ -58,6 +58,27 @@ def test_interrupted_and_resumed_training_is_bit_identical(tmp_path, tiny_cfg, c
     assert timeless(resumed.history) == timeless(whole.history)
 
 
+def test_a_run_that_continues_past_a_warning_keeps_checkpointing_and_resumes_with_it(tmp_path, tiny_cfg, cpu):
+    """divergence = "continue" (the published protocols): a metric that got worse at 3 evaluations in
+    a row (steps 5, 10, 15, 20: warned at 20) is a warning, and the run goes on; its checkpoints after
+    the warning carry it, so a resumed run ends as the uninterrupted one, warning included."""
+    cfg = tiny_cfg.replace(steps=40, eval_every=5, divergence="continue")
+    ds = DATASETS[cfg.dataset](cfg)
+    falling = lambda step, g: (1.0 / step, True)  # noqa: E731  (a quality that falls at every evaluation)
+    whole = train(cfg, ds, cpu, on_eval=falling)
+    assert whole.steps_done == 40 and whole.diverged == "metric-worse: got worse at 3 evaluations in a row to step 20"
+
+    with pytest.raises(Stop):
+        train(cfg, ds, cpu, on_eval=falling, checkpoint=Checkpointer(tmp_path, every=10), on_step=_stop_at(35))
+    saved = torch.load(tmp_path / NAME, weights_only=True)
+    assert saved["step"] == 30 and saved["diverged"] == whole.diverged  # written after the warning, with it
+    resumed = train(cfg, ds, cpu, on_eval=falling, checkpoint=Checkpointer(tmp_path, every=10))
+    assert resumed.diverged == whole.diverged and resumed.steps_done == 40
+    for a, b in ((whole.generator, resumed.generator), (whole.discriminator, resumed.discriminator)):
+        sa, sb = _state(a), _state(b)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_caller_state_travels_with_the_checkpoint(tmp_path, tiny_cfg, cpu):
     cfg = tiny_cfg.replace(steps=20)
     ds = DATASETS[cfg.dataset](cfg)
