@@ -10,8 +10,8 @@ is never set beside a number made under another protocol.
 
 Verdicts: ``consistent`` when the 95% interval of the difference contains 0 (Welch's t-test from
 the two means, spreads and counts, two-sided, 5% level; a one-sample t-test against the published
-mean when the paper gives no spread; an exact comparison when neither side has any spread), else
-``better`` or ``worse`` in the metric's direction.
+mean when the paper gives no spread; an exact comparison when neither side has any spread; one
+seed: Student's t with the paper's spread), else ``better`` or ``worse`` in the metric's direction.
 """
 
 from __future__ import annotations
@@ -171,8 +171,9 @@ def legend(suites) -> list[str]:
     """The lines printed under a published comparison: how to read it, then each suite's citation and deviations."""
     lines = ["published: mean ± spread as printed (std or se) and the runs behind it; ganbench: mean ± standard "
              "error over the suite's seeds (n); verdict: consistent when the difference is not significant at the 5% "
-             "level (two-sided; Welch's t-test from both means, spreads and run counts, or a one-sample t-test of "
-             "ganbench's seeds when the paper printed no spread), else better or worse in the metric's direction"]
+             "level (two-sided; Welch's t-test from both means, spreads and run counts, a one-sample t-test of "
+             "ganbench's seeds when the paper printed no spread, or for one seed Student's t with the paper's spread "
+             "over its runs), else better or worse in the metric's direction"]
     for s in suites:
         lines.append(f"{s.name}: {s.citation}")
         lines += [f"{s.name} deviation: {d}" for d in s.deviations]
