@@ -223,14 +223,21 @@ def protocol(metric: Metric, eval_seed: int, dataset=None, cfg=None) -> dict:
     return p
 
 
-def preflight(metrics: list[Metric], dataset) -> None:
+def preflight(metrics: list[Metric], dataset, cfg=None) -> None:
     """Checks that can fail before any training: each metric's extractor reads this kind of data (2-D
-    mode metrics need mode centres, image features need images), and can run (e.g. the Inception
-    weights file exists)."""
+    mode metrics need mode centres, image features need images), a config's ``eval_samples`` is
+    enough for each metric's definition, and each extractor can run (e.g. the Inception weights file
+    exists)."""
     for m in metrics:
         reason = FEATURES[m.features].mismatch(dataset)
         if reason:
             raise UserError(f"metric {m.name!r} {reason}")
+    short = [m for m in metrics if cfg is not None and cfg.eval_samples and 0 < num_fake(m, cfg) < m.min_fake]
+    if short:
+        need = max(m.min_fake for m in short)
+        raise UserError(f"config key 'eval_samples' ({cfg.eval_samples}) is too few for "
+                        f"{', '.join(f'{m.name} (at least {m.min_fake})' for m in short)}; set it to at least {need} "
+                        f"or to 0 for each metric's own count")
     for m in metrics:
         FEATURES[m.features].preflight(dataset)
 

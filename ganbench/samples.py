@@ -216,7 +216,7 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     dataset = DATASETS[cfg.dataset](cfg)
     shape = tuple(dataset.shape)
     metrics = resolve_metrics(cfg.metrics, dataset)
-    preflight(metrics, dataset)  # each metric reads this dataset's kind of samples, its weights exist
+    preflight(metrics, dataset, cfg)  # each metric reads this dataset's kind of samples, its weights exist
     if getattr(dataset, "translation", False):
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
 

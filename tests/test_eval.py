@@ -96,6 +96,17 @@ def test_a_run_evaluates_the_first_eval_samples_of_its_generator(tmp_path):
     assert {r["metric"]: r["value"] for r in rows} == values
 
 
+def test_eval_samples_below_a_metric_s_minimum_is_refused_before_training(tmp_path, capsys):
+    """precision needs more points than its k = 5 neighbours: a run asking for 4 fails at once, with
+    exit 2 and nothing written, not after training. Only the metrics that need more are named."""
+    out = tmp_path / "res"
+    args = ["run", "--dataset", "digits", "--model", "dcgan", "--out", str(out), "--no-progress", "--set", "steps=1"]
+    assert main(args + ["--set", "metrics=classes,fid_domain,precision", "--set", "eval_samples=4"]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'eval_samples' (4) is too few for precision (at least 6); set it to at least 6" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 @pytest.mark.parametrize("array, message", [
     (np.full((2500, 2), np.nan, dtype=np.float32), "2500 of 2500 samples contain NaN or Inf"),
     (np.zeros((2500, 3), dtype=np.float32), "output has shape (2500, 3), expected (N, 2)"),

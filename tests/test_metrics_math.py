@@ -340,3 +340,33 @@ def test_fid_infinity_removes_the_1_over_n_bias():
     fid_n = result.fids[-1]  # the largest size is the whole sample
     assert abs(result.value - truth) < 0.25 * abs(fid_n - truth)
     assert result.slope > 0  # FID is biased upward at finite N
+
+
+def _definitions():
+    """Each fixed-count metric's definition, called on n generated samples (and enough real ones)."""
+    real = correlated(1500, 4, 1)
+    probs = np.random.default_rng(2).dirichlet(np.ones(10), size=1500)
+    return {
+        "covariance": lambda n: fid(correlated(n, 4, 3), real),
+        "is": lambda n: inception_score_from_probs(probs[:n]),
+        "kid": lambda n: kid(correlated(n, 4, 3), real),
+        "knn": lambda n: prdc(correlated(n, 4, 3), real),
+    }
+
+
+@pytest.mark.parametrize("family, names", [
+    ("covariance", ["fid", "fid_domain", "fid_intra", "fd_clip", "fd_dinov2"]),
+    ("is", ["is", "is_std", "cs"]),
+    ("kid", ["kid", "kid_std", "kid_clip", "kid_dinov2"]),
+    ("knn", ["precision", "recall", "density", "coverage", "precision_clip", "coverage_dinov2"]),
+])
+def test_min_fake_is_the_fewest_samples_each_definition_accepts(family, names):
+    """The count ``eval_samples`` is checked against before training is the definition's own limit:
+    it computes at ``min_fake`` samples and refuses one fewer."""
+    from ganbench.metrics import METRICS
+
+    (least,) = {METRICS[n].min_fake for n in names}
+    define = _definitions()[family]
+    assert math.isfinite(np.asarray(define(least)).ravel()[0])
+    with pytest.raises(UserError):
+        define(least - 1)

@@ -24,7 +24,7 @@ from ganbench.features.points import SIGMA_FACTOR, kernel_sigma
 from ganbench.features.stats import as_features
 from ganbench.metrics.base import Metric, register
 from ganbench.metrics.diversity import rke_mode_count, vendi_cosine, vendi_gaussian
-from ganbench.metrics.image import KID_SUBSET_SIZE, KID_SUBSETS, SEED, fid_checked, memo
+from ganbench.metrics.image import KID_SUBSET_SIZE, KID_SUBSETS, MIN_COV, MIN_KNN, SEED, fid_checked, memo
 from ganbench.metrics.kernel import kid as _kid
 from ganbench.metrics.modes import NUM_POINTS
 from ganbench.metrics.prdc import prdc
@@ -90,17 +90,17 @@ def _space(features: str, suffix: str, label: str) -> list[Metric]:
     """The FD, KID and k-NN metrics and the diversity scores in one embedding space."""
     common = dict(features=features, num_fake=NUM_FAKE)
     return [
-        Metric(name=f"fd_{suffix}", fn=lambda f: fid_checked(f.fake, f.real, f"fd_{suffix}"), higher_is_better=False,
+        Metric(name=f"fd_{suffix}", min_fake=MIN_COV, fn=lambda f: fid_checked(f.fake, f.real, f"fd_{suffix}"), higher_is_better=False,
                num_real=NUM_REAL, range=(0, INF), **common, description=f"Fréchet distance of {label} embeddings"),
-        Metric(name=f"kid_{suffix}", fn=lambda f: _kid_result(f).mean, higher_is_better=False, num_real=NUM_REAL,
+        Metric(name=f"kid_{suffix}", min_fake=KID_SUBSET_SIZE, fn=lambda f: _kid_result(f).mean, higher_is_better=False, num_real=NUM_REAL,
                **common, description=f"KID of {label} embeddings, mean over 100 subsets of 1,000"),
-        Metric(name=f"precision_{suffix}", fn=lambda f: _prdc(f).precision, higher_is_better=True, num_real=NUM_REAL,
+        Metric(name=f"precision_{suffix}", min_fake=MIN_KNN, fn=lambda f: _prdc(f).precision, higher_is_better=True, num_real=NUM_REAL,
                range=(0, 1), **common, description=f"improved precision, k = 3, {label} embeddings"),
-        Metric(name=f"recall_{suffix}", fn=lambda f: _prdc(f).recall, higher_is_better=True, num_real=NUM_REAL,
+        Metric(name=f"recall_{suffix}", min_fake=MIN_KNN, fn=lambda f: _prdc(f).recall, higher_is_better=True, num_real=NUM_REAL,
                range=(0, 1), **common, description=f"improved recall, k = 3, {label} embeddings"),
-        Metric(name=f"density_{suffix}", fn=lambda f: _prdc(f).density, higher_is_better=True, num_real=NUM_REAL,
+        Metric(name=f"density_{suffix}", min_fake=MIN_KNN, fn=lambda f: _prdc(f).density, higher_is_better=True, num_real=NUM_REAL,
                range=(0, INF), **common, description=f"density, k = 5, {label} embeddings"),
-        Metric(name=f"coverage_{suffix}", fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=NUM_REAL,
+        Metric(name=f"coverage_{suffix}", min_fake=MIN_KNN, fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=NUM_REAL,
                range=(0, 1), **common, description=f"coverage, k = 5, {label} embeddings"),
     ] + _diversity(features, suffix, label)
 

@@ -33,7 +33,7 @@ from ganbench.metrics.base import Metric, register
 from ganbench.metrics.frechet import fid as _fid
 from ganbench.metrics.inception_score import inception_score, inception_score_from_probs
 from ganbench.metrics.kernel import kid as _kid
-from ganbench.metrics.prdc import prdc
+from ganbench.metrics.prdc import K_DC, K_PR, prdc
 
 NUM_FAKE_DOMAIN = 10_000
 NUM_FAKE_STACKED = 26_000  # Srivastava et al. 2017 (VEEGAN) / Metz et al. 2017
@@ -169,38 +169,40 @@ _DOMAIN = dict(features="domain", num_fake=NUM_FAKE_DOMAIN)
 _STACKED = dict(features="stacked", num_fake=NUM_FAKE_STACKED, num_real=0)
 _INCEPTION = dict(features="inception", num_fake=NUM_FAKE_INCEPTION)
 _REAL = inception.NUM_REAL
+MIN_COV = 2  # a covariance (FID, FD)
+MIN_KNN = max(K_PR, K_DC) + 1  # precision, recall, density and coverage: more points than neighbours
 for _m in (
-    Metric(name="fid_domain", fn=fid_domain, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+    Metric(name="fid_domain", min_fake=MIN_COV, fn=fid_domain, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
            description="FID in the domain classifier's feature space (MNIST family)"),
-    Metric(name="cs", fn=classifier_score, higher_is_better=True, num_real=0, range=(1, INF), **_DOMAIN,
+    Metric(name="cs", min_fake=IS_SPLITS, fn=classifier_score, higher_is_better=True, num_real=0, range=(1, INF), **_DOMAIN,
            description="classifier score: the Inception Score with the domain classifier, 10 splits"),
     Metric(name="classes", fn=classes_covered, higher_is_better=True, num_real=0, range=(0, INF), **_DOMAIN,
            description="classes predicted for at least one sample"),
     Metric(name="class_kl", fn=class_kl, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
            description="KL(predicted class histogram || real label histogram), nats"),
-    Metric(name="precision", fn=lambda f: _prdc(f).precision, higher_is_better=True, num_real=WHOLE_SPLIT,
+    Metric(name="precision", min_fake=MIN_KNN, fn=lambda f: _prdc(f).precision, higher_is_better=True, num_real=WHOLE_SPLIT,
            range=(0, 1), **_DOMAIN, description="improved precision, k = 3, domain features"),
-    Metric(name="recall", fn=lambda f: _prdc(f).recall, higher_is_better=True, num_real=WHOLE_SPLIT,
+    Metric(name="recall", min_fake=MIN_KNN, fn=lambda f: _prdc(f).recall, higher_is_better=True, num_real=WHOLE_SPLIT,
            range=(0, 1), **_DOMAIN, description="improved recall, k = 3, domain features"),
-    Metric(name="density", fn=lambda f: _prdc(f).density, higher_is_better=True, num_real=WHOLE_SPLIT,
+    Metric(name="density", min_fake=MIN_KNN, fn=lambda f: _prdc(f).density, higher_is_better=True, num_real=WHOLE_SPLIT,
            range=(0, INF), **_DOMAIN, description="density, k = 5, domain features"),
-    Metric(name="coverage", fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=WHOLE_SPLIT,
+    Metric(name="coverage", min_fake=MIN_KNN, fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=WHOLE_SPLIT,
            range=(0, 1), **_DOMAIN, description="coverage, k = 5, domain features"),
-    Metric(name="fid_intra", fn=fid_intra, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+    Metric(name="fid_intra", min_fake=MIN_COV, fn=fid_intra, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
            description="intra-class FID (domain features), mean over classes; conditional generators only"),
     Metric(name="sm_modes", fn=stacked_modes, higher_is_better=True, range=(0, STACKED_MODES), **_STACKED,
            description="Stacked MNIST: digit triples covered (of 1,000)"),
     Metric(name="sm_kl", fn=stacked_kl, higher_is_better=False, range=(0, math.log(STACKED_MODES)), **_STACKED,
            description="Stacked MNIST: KL(triple histogram || uniform), nats"),
-    Metric(name="fid", fn=lambda f: fid_checked(f.fake, f.real), higher_is_better=False, num_real=_REAL,
+    Metric(name="fid", min_fake=MIN_COV, fn=lambda f: fid_checked(f.fake, f.real), higher_is_better=False, num_real=_REAL,
            range=(0, INF), **_INCEPTION, description="FID, torch-fidelity InceptionV3 pool features"),
-    Metric(name="is", fn=lambda f: _is(f).mean, higher_is_better=True, num_real=0, range=(1, INF), **_INCEPTION,
+    Metric(name="is", min_fake=IS_SPLITS, fn=lambda f: _is(f).mean, higher_is_better=True, num_real=0, range=(1, INF), **_INCEPTION,
            description="Inception Score, mean over 10 splits"),
-    Metric(name="is_std", fn=lambda f: _is(f).std, higher_is_better=False, num_real=0, range=(0, INF), **_INCEPTION,
+    Metric(name="is_std", min_fake=IS_SPLITS, fn=lambda f: _is(f).std, higher_is_better=False, num_real=0, range=(0, INF), **_INCEPTION,
            description="Inception Score: standard deviation over the 10 splits (a spread, not a quality)"),
-    Metric(name="kid", fn=lambda f: _kid_result(f).mean, higher_is_better=False, num_real=_REAL, **_INCEPTION,
+    Metric(name="kid", min_fake=KID_SUBSET_SIZE, fn=lambda f: _kid_result(f).mean, higher_is_better=False, num_real=_REAL, **_INCEPTION,
            description="KID, mean over 100 subsets of 1,000"),
-    Metric(name="kid_std", fn=lambda f: _kid_result(f).std, higher_is_better=False, num_real=_REAL, range=(0, INF),
+    Metric(name="kid_std", min_fake=KID_SUBSET_SIZE, fn=lambda f: _kid_result(f).std, higher_is_better=False, num_real=_REAL, range=(0, INF),
            **_INCEPTION, description="KID: standard deviation over the 100 subsets (a spread, not a quality)"),
 ):
     register(_m)

@@ -39,7 +39,7 @@ def validate_suite(suite: Suite) -> None:
         metrics = resolve_metrics(cfg.metrics, dataset)
         for m in metrics:
             FEATURES[m.features]
-        preflight(metrics, dataset)
+        preflight(metrics, dataset, cfg)
         computed[(label, cfg.dataset)] = {m.name for m in metrics}
     for pub in suite.published:  # a paper's numbers name metrics the setting computes
         names = computed.get((pub.setting, pub.dataset))
