@@ -203,10 +203,28 @@ def test_mnist_test_split_trains_only_when_named_on_purpose(fake_mnist):
     assert ds.labels.tolist() == fake_mnist["t10k"][1].tolist()
 
 
+def test_a_classifier_trained_on_the_test_split_is_measured_on_a_tenth_held_out(fake_mnist):
+    """On a machine with only the test split, the domain classifier learns from nine tenths of it and
+    its recorded accuracy comes from the other tenth, a fixed random one: disjoint, together the split."""
+    from ganbench.features.domain import _digit_source, held_out
+
+    d = fake_mnist["dir"]
+    for f in d.glob("train-*"):
+        f.unlink()
+    ds = DATASETS["mnist"](RunConfig(dataset="mnist", data_path=str(d / "t10k-images-idx3-ubyte")))
+    name, (fit_x, fit_y), (measure_x, measure_y), (test_x, _) = _digit_source(ds)
+    fit, measure = held_out(50)
+    assert name == "mnist" and len(measure) == 5 and len(fit) == 45
+    assert sorted(fit.tolist() + measure.tolist()) == list(range(50)) and measure.tolist() != [45, 46, 47, 48, 49]
+    assert torch.equal(measure_x, test_x[measure]) and torch.equal(fit_x, test_x[fit])
+    assert torch.equal(measure_y, ds.labels[measure]) and torch.equal(fit_y, ds.labels[fit])
+    assert torch.equal(held_out(50)[1], measure)  # the same tenth on every machine
+
+
 @pytest.mark.slow  # trains a digit classifier (20,000 samples)
 def test_the_suggested_test_split_also_evaluates(fake_mnist, tmp_path):
     """The "missing train split" message suggests data_path=<t10k images file>; following it, `ganbench
-    eval` works too: the domain classifier trains on that split, and every row says so."""
+    eval` works too: the domain classifier trains on nine tenths of that split, and every row says so."""
     from ganbench.cli import main
     from ganbench.results.store import load_rows
 
@@ -223,8 +241,9 @@ def test_the_suggested_test_split_also_evaluates(fake_mnist, tmp_path):
     assert main(argv) == 0
     rows = {r["metric"]: r for r in load_rows(out)}
     assert rows["classes"]["protocol"]["classifier_train_split"] == "test"
+    assert rows["classes"]["protocol"]["classifier_held_out"] == 5  # of the 50 test images
     assert rows["classes"]["protocol"]["reference_split"] == "test"
-    # the classifier was trained on these very images: it reads back every class
+    # the classifier was trained on 45 of these 50 images: it reads back every class
     assert rows["classes"]["value"] == 10 and rows["class_kl"]["value"] < 0.1
 
 
