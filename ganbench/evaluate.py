@@ -232,12 +232,12 @@ def preflight(metrics: list[Metric], dataset, cfg=None) -> None:
         reason = FEATURES[m.features].mismatch(dataset)
         if reason:
             raise UserError(f"metric {m.name!r} {reason}")
-    short = [m for m in metrics if cfg is not None and cfg.eval_samples and 0 < num_fake(m, cfg) < m.min_fake]
-    if short:
-        need = max(m.min_fake for m in short)
-        raise UserError(f"config key 'eval_samples' ({cfg.eval_samples}) is too few for "
-                        f"{', '.join(f'{m.name} (at least {m.min_fake})' for m in short)}; set it to at least {need} "
-                        f"or to 0 for each metric's own count")
+    if cfg is not None and cfg.eval_samples:
+        short = {m.name: m.least(dataset) for m in metrics if 0 < num_fake(m, cfg) < m.least(dataset)}
+        if short:
+            raise UserError(f"config key 'eval_samples' ({cfg.eval_samples}) is too few for "
+                            f"{', '.join(f'{name} (at least {n})' for name, n in short.items())}; set it to at least "
+                            f"{max(short.values())} or to 0 for each metric's own count")
     for m in metrics:
         FEATURES[m.features].preflight(dataset)
 

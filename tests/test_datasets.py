@@ -218,7 +218,27 @@ def test_a_classifier_trained_on_the_test_split_is_measured_on_a_tenth_held_out(
     assert sorted(fit.tolist() + measure.tolist()) == list(range(50)) and measure.tolist() != [45, 46, 47, 48, 49]
     assert torch.equal(measure_x, test_x[measure]) and torch.equal(fit_x, test_x[fit])
     assert torch.equal(measure_y, ds.labels[measure]) and torch.equal(fit_y, ds.labels[fit])
-    assert torch.equal(held_out(50)[1], measure)  # the same tenth on every machine
+    assert torch.equal(held_out(50)[1], measure)  # the same tenth each time
+    assert held_out(10_000)[1][:5].tolist() == [33, 35, 45, 57, 78]  # and on every machine (torch's generator)
+
+
+def test_the_held_out_tenth_is_what_the_classifier_s_accuracy_is_measured_on(fake_mnist, monkeypatch):
+    from ganbench.features import domain
+
+    d = fake_mnist["dir"]
+    for f in d.glob("train-*"):
+        f.unlink()
+    ds = DATASETS["mnist"](RunConfig(dataset="mnist", data_path=str(d / "t10k-images-idx3-ubyte")))
+    seen = {}
+    monkeypatch.setattr(domain, "get_classifier", lambda name, train, test, k: seen.update(train=train, test=test))
+    domain._classifier.cache_clear()
+    domain._classifier(ds)
+    fit, measure = domain.held_out(50)
+    assert torch.equal(seen["test"][1], ds.labels[measure]) and torch.equal(seen["train"][1], ds.labels[fit])
+    assert domain._split_provenance(ds) == {"classifier_train_split": "test", "classifier_held_out": 5}
+    domain._classifier.cache_clear()
+    with pytest.raises(UserError, match="at least 10 images"):
+        domain.held_out(9)
 
 
 @pytest.mark.slow  # trains a digit classifier (20,000 samples)

@@ -97,14 +97,18 @@ def test_a_run_evaluates_the_first_eval_samples_of_its_generator(tmp_path):
 
 
 def test_eval_samples_below_a_metric_s_minimum_is_refused_before_training(tmp_path, capsys):
-    """precision needs more points than its k = 5 neighbours: a run asking for 4 fails at once, with
-    exit 2 and nothing written, not after training. Only the metrics that need more are named."""
+    """The k-NN metrics need more generated points than recall's k = 3 neighbours: a run asking for 3
+    fails at once, with exit 2 and nothing written, not after training. Only the metrics that need
+    more are named."""
     out = tmp_path / "res"
     args = ["run", "--dataset", "digits", "--model", "dcgan", "--out", str(out), "--no-progress", "--set", "steps=1"]
-    assert main(args + ["--set", "metrics=classes,fid_domain,precision", "--set", "eval_samples=4"]) == 2
+    assert main(args + ["--set", "metrics=classes,fid_domain,precision", "--set", "eval_samples=3"]) == 2
     err = capsys.readouterr().err
-    assert "config key 'eval_samples' (4) is too few for precision (at least 6); set it to at least 6" in err
+    assert "config key 'eval_samples' (3) is too few for precision (at least 4); set it to at least 4" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+    conditional = ["run", "--dataset", "digits", "--model", "cdcgan", "--out", str(out), "--no-progress"]
+    assert main(conditional + ["--set", "metrics=fid_intra", "--set", "eval_samples=19"]) == 2  # 2 of each of 10 classes
+    assert "too few for fid_intra (at least 20)" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("array, message", [

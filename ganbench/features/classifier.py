@@ -4,7 +4,8 @@ It gives features for FID in its own feature space (the penultimate layer), clas
 for the classifier score (the Inception Score analogue) and for class coverage, and per-channel
 digit labels for Stacked MNIST. It is trained with a fixed seed on the real training split and
 cached under a hash of everything that changes its weights (training data content, architecture,
-recipe, seed); its accuracy on the real test split is stored with it and recorded in every row
+recipe, seed); its accuracy on the real test split (on a held-out tenth of it when the test split is
+all there is to train on: ``ganbench.features.domain``) is stored with it and recorded in every row
 that uses it.
 """
 
@@ -57,7 +58,7 @@ class DigitClassifier(nn.Module):
 class TrainedClassifier:
     net: DigitClassifier
     key: str  # content hash: changes whenever the weights would
-    test_accuracy: float
+    test_accuracy: float  # on images it was not trained on
     num_classes: int
 
     @torch.no_grad()

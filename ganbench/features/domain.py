@@ -50,6 +50,9 @@ def held_out(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(training rows, held-out rows) of a split of ``n`` images whose classifier has no other split
     to be measured on: a fixed random tenth is held out (not the last rows: MNIST's test split puts
     its two writer populations in halves)."""
+    if n < HELD_OUT:
+        raise UserError(f"a classifier trained on the test split needs at least {HELD_OUT} images to hold "
+                        f"one out for its accuracy, got {n}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(HELD_OUT_SEED))
     k = n // HELD_OUT
     return order[k:].sort().values, order[:k].sort().values
@@ -78,8 +81,7 @@ def _split_provenance(dataset) -> dict:
     split = classifier_split(dataset)
     if split == "train":
         return {}
-    n = len(_classifier(dataset)[1][0])  # the split it trained on: the test split
-    return {"classifier_train_split": split, "classifier_held_out": len(held_out(n)[1])}
+    return {"classifier_train_split": split, "classifier_held_out": len(_digit_source(dataset)[2][0])}
 
 
 @functools.lru_cache(maxsize=8)

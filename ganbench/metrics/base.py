@@ -31,7 +31,8 @@ class Metric:
     (name, value) pairs, recorded there too. A ``final_only`` metric (one that trains classifiers,
     say) is computed at a run's final evaluation only, not at the ``eval_every`` ones. ``min_fake``
     is the fewest generated samples the definition works with (a covariance needs 2, an Inception
-    Score one per split, KID one subset), checked before training when a config sets ``eval_samples``.
+    Score one per split, KID one subset), or a function of the dataset that returns it (2 per class
+    for an intra-class FID); it is checked before training when a config sets ``eval_samples``.
     """
 
     name: str
@@ -46,16 +47,20 @@ class Metric:
     config: tuple[str, ...] = ()  # config fields the value depends on
     params: tuple[tuple[str, Any], ...] = ()  # fixed settings of the definition
     final_only: bool = False  # computed at the end of a run only (too costly for every evaluation)
-    min_fake: int = 1  # the fewest generated samples the definition works with
+    min_fake: int | Callable[[Any], int] = 1  # the fewest generated samples the definition works with
 
     def __post_init__(self):
         lo, hi = self.range
         if not lo < hi:
             raise ValueError(f"metric {self.name!r}: range must be (low, high) with low < high, got {self.range}")
-        if self.min_fake < 1:
+        if not callable(self.min_fake) and self.min_fake < 1:
             raise ValueError(f"metric {self.name!r}: min_fake must be at least 1, got {self.min_fake}")
-        if 0 < self.num_fake < self.min_fake:
+        if not callable(self.min_fake) and 0 < self.num_fake < self.min_fake:
             raise ValueError(f"metric {self.name!r}: num_fake ({self.num_fake}) is below its min_fake ({self.min_fake})")
+
+    def least(self, dataset) -> int:
+        """The fewest generated samples the definition works with on ``dataset``."""
+        return int(self.min_fake(dataset)) if callable(self.min_fake) else self.min_fake
 
     @property
     def arrow(self) -> str:

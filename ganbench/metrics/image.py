@@ -170,7 +170,7 @@ _STACKED = dict(features="stacked", num_fake=NUM_FAKE_STACKED, num_real=0)
 _INCEPTION = dict(features="inception", num_fake=NUM_FAKE_INCEPTION)
 _REAL = inception.NUM_REAL
 MIN_COV = 2  # a covariance (FID, FD)
-MIN_KNN = max(K_PR, K_DC) + 1  # precision, recall, density and coverage: more points than neighbours
+MIN_KNN = K_PR + 1  # precision, recall, density and coverage, computed together: recall's k-th generated neighbours
 for _m in (
     Metric(name="fid_domain", min_fake=MIN_COV, fn=fid_domain, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
            description="FID in the domain classifier's feature space (MNIST family)"),
@@ -188,7 +188,8 @@ for _m in (
            range=(0, INF), **_DOMAIN, description="density, k = 5, domain features"),
     Metric(name="coverage", min_fake=MIN_KNN, fn=lambda f: _prdc(f).coverage, higher_is_better=True, num_real=WHOLE_SPLIT,
            range=(0, 1), **_DOMAIN, description="coverage, k = 5, domain features"),
-    Metric(name="fid_intra", min_fake=MIN_COV, fn=fid_intra, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
+    Metric(name="fid_intra", min_fake=lambda dataset: MIN_COV * dataset.num_classes,  # generated i is of class i mod K
+           fn=fid_intra, higher_is_better=False, num_real=WHOLE_SPLIT, range=(0, INF), **_DOMAIN,
            description="intra-class FID (domain features), mean over classes; conditional generators only"),
     Metric(name="sm_modes", fn=stacked_modes, higher_is_better=True, range=(0, STACKED_MODES), **_STACKED,
            description="Stacked MNIST: digit triples covered (of 1,000)"),

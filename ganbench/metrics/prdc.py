@@ -41,14 +41,15 @@ class PRDC(NamedTuple):
     coverage: float
 
 
-def _prepare(fake, real, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both sets as float64 (N, D) arrays shifted by the mean of the first real rows."""
+def _prepare(fake, real, k_fake: int, k_real: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets as float64 (N, D) arrays shifted by the mean of the first real rows; each set needs
+    more points than the neighbours counted within it (k_fake = 0: none, but at least one point)."""
     shift = as_features(real[:4096], "real features").mean(axis=0)
     fake = _shifted(fake, shift, "generated features")
     real = _shifted(real, shift, "real features")
-    if min(len(fake), len(real)) <= k:
-        raise UserError(f"k-NN metrics with k = {k} need more than {k} points per set, "
-                        f"got {len(fake)} generated and {len(real)} real")
+    if len(fake) <= k_fake or len(real) <= k_real:
+        raise UserError(f"k-NN metrics need more than {k_fake} generated and {k_real} real points (their k-th "
+                        f"neighbours within each set), got {len(fake)} generated and {len(real)} real")
     return fake, real
 
 
@@ -123,7 +124,7 @@ def _cross(fake, real, real_pr, fake_pr, real_dc, block_bytes) -> dict[str, floa
 
 def precision_recall(fake, real, *, k: int = K_PR, block_bytes: int = BLOCK_BYTES) -> tuple[float, float]:
     """(precision, recall) of (N, D) generated against (M, D) real features."""
-    fake, real = _prepare(fake, real, k)
+    fake, real = _prepare(fake, real, k, k)
     r_real = knn_sq_radii(real, (k,), block_bytes)[k]
     r_fake = knn_sq_radii(fake, (k,), block_bytes)[k]
     out = _cross(fake, real, r_real, r_fake, None, block_bytes)
@@ -132,7 +133,7 @@ def precision_recall(fake, real, *, k: int = K_PR, block_bytes: int = BLOCK_BYTE
 
 def density_coverage(fake, real, *, k: int = K_DC, block_bytes: int = BLOCK_BYTES) -> tuple[float, float]:
     """(density, coverage) of (N, D) generated against (M, D) real features."""
-    fake, real = _prepare(fake, real, k)
+    fake, real = _prepare(fake, real, 0, k)  # the generated points' own neighbours are not used
     r_real = knn_sq_radii(real, (k,), block_bytes)[k]
     out = _cross(fake, real, None, None, r_real, block_bytes)
     return out["inside"] / (k * len(fake)), out["coverage"]
@@ -140,7 +141,7 @@ def density_coverage(fake, real, *, k: int = K_DC, block_bytes: int = BLOCK_BYTE
 
 def prdc(fake, real, *, k_pr: int = K_PR, k_dc: int = K_DC, block_bytes: int = BLOCK_BYTES) -> PRDC:
     """All four metrics with shared distance passes (real radii for both k at once)."""
-    fake, real = _prepare(fake, real, max(k_pr, k_dc))
+    fake, real = _prepare(fake, real, k_pr, max(k_pr, k_dc))  # recall: the generated points' k_pr-th neighbours
     r_real = knn_sq_radii(real, tuple(sorted({k_pr, k_dc})), block_bytes)
     r_fake = knn_sq_radii(fake, (k_pr,), block_bytes)[k_pr]
     out = _cross(fake, real, r_real[k_pr], r_fake, r_real[k_dc], block_bytes)
