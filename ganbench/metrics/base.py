@@ -55,8 +55,6 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: range must be (low, high) with low < high, got {self.range}")
         if not callable(self.min_fake) and self.min_fake < 1:
             raise ValueError(f"metric {self.name!r}: min_fake must be at least 1, got {self.min_fake}")
-        if not callable(self.min_fake) and 0 < self.num_fake < self.min_fake:
-            raise ValueError(f"metric {self.name!r}: num_fake ({self.num_fake}) is below its min_fake ({self.min_fake})")
 
     def least(self, dataset) -> int:
         """The fewest generated samples the definition works with on ``dataset``."""
