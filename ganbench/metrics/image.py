@@ -33,7 +33,7 @@ from ganbench.metrics.base import Metric, register
 from ganbench.metrics.frechet import fid as _fid
 from ganbench.metrics.inception_score import inception_score, inception_score_from_probs
 from ganbench.metrics.kernel import kid as _kid
-from ganbench.metrics.prdc import K_DC, K_PR, prdc
+from ganbench.metrics.prdc import K_PR, prdc
 
 NUM_FAKE_DOMAIN = 10_000
 NUM_FAKE_STACKED = 26_000  # Srivastava et al. 2017 (VEEGAN) / Metz et al. 2017
