@@ -81,18 +81,18 @@ def _split_provenance(dataset) -> dict:
     split = classifier_split(dataset)
     if split == "train":
         return {}
-    return {"classifier_train_split": split, "classifier_held_out": len(_digit_source(dataset)[2][0])}
+    return {"classifier_train_split": split, "classifier_held_out": _classifier(dataset)[2]}
 
 
 @functools.lru_cache(maxsize=8)
-def _classifier(dataset) -> tuple[TrainedClassifier, tuple[torch.Tensor, torch.Tensor]]:
-    """(the classifier, the test split)."""
+def _classifier(dataset) -> tuple[TrainedClassifier, tuple[torch.Tensor, torch.Tensor], int]:
+    """(the classifier, the test split, how many images its accuracy is measured on)."""
     name, train, measure, test = _digit_source(dataset)
     if train[1] is None:
         raise UserError(f"dataset {dataset.name!r} has no labels: its classifier cannot be trained")
     num_classes = int(train[1].max()) + 1
     # under torchrun: trained (or read from the cache) once, by process 0
-    return distributed.main_then_share(lambda: get_classifier(name, train, measure, num_classes)), test
+    return distributed.main_then_share(lambda: get_classifier(name, train, measure, num_classes)), test, len(measure[0])
 
 
 def classifier_for(dataset) -> TrainedClassifier:
