@@ -45,7 +45,7 @@ from ganbench.runs.ray import require_ray
 from ganbench.runs.suite import run_suite, validate_suite
 from ganbench.runs.tensorboard import require as require_tensorboard
 from ganbench.runs.torchrun import check_suite
-from ganbench.samples import load_source
+from ganbench.samples import check_eval_overrides, load_source
 from ganbench.seeding import resolve_device, set_deterministic
 from ganbench.steps import STEPS
 
@@ -65,8 +65,12 @@ def _seeds(text: str) -> list[int]:
         for part in text.split(","):
             lo, dash, hi = part.strip().partition("-")
             seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+            if dash and int(hi) < int(lo):
+                raise argparse.ArgumentTypeError(f"empty seed range {part.strip()!r} (write lo-hi with lo <= hi)")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
+    if twice := sorted({s for s in seeds if seeds.count(s) > 1}):
+        raise argparse.ArgumentTypeError(f"seed {twice[0]} given twice in {text!r}")
     return seeds
 
 
@@ -125,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="label in tables (default: the file name)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config fields that shape the data or the evaluation (resolution, channels, data_path, "
-                        "eval_seed, eval_samples, eval_bn_batch)")
+                        "eval_seed, eval_samples, eval_bn_batch, metrics, and those a metric reads: tail_ratio); "
+                        "training fields are refused")
     e.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
@@ -143,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--baseline", metavar="LABEL",
                    help="test every setting against this one over seeds (a label, or a model with one setting)")
     t.add_argument("--metric", action="append", default=[], metavar="NAME", help="only this metric (repeatable)")
-    t.add_argument("--test", default="welch",
+    t.add_argument("--test",
                    help="significance test against --baseline: welch (default), mannwhitney, or a plug-in's "
                         "(`ganbench list tests`)")
     t.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
@@ -293,7 +298,9 @@ def cmd_run(args) -> int:
 
 def cmd_eval(args) -> int:
     device = resolve_device(args.device)
-    values = {**parse_overrides(args.overrides), "dataset": args.dataset}
+    values = parse_overrides(args.overrides)
+    check_eval_overrides(values)
+    values["dataset"] = args.dataset
     if args.metrics:
         values["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     DATASETS[args.dataset]  # unknown dataset: error before any loading
@@ -312,11 +319,13 @@ def cmd_table(args) -> int:
     rows = load_rows(folder)  # a missing folder or file: its one-line error
     df = frame(rows)
     if args.published:
-        if args.baseline or args.metric:
-            raise UserError("--published shows every published number; it takes no --baseline or --metric")
+        if args.baseline or args.metric or args.test:
+            raise UserError("--published shows every published number; it takes no --baseline, --metric or --test")
         print(render_published(df, args.format))
     else:
-        print(render(df, args.format, args.baseline, args.metric, args.test))
+        if args.test and not args.baseline:
+            raise UserError(f"--test {args.test} chooses the test against --baseline; give --baseline LABEL too")
+        print(render(df, args.format, args.baseline, args.metric, args.test or "welch"))
     _say_unfinished(folder, unfinished_runs(folder, rows))
     return 0
 

@@ -354,7 +354,13 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
         for combo in itertools.product(*free.values()):
             values = {**defaults, **dict(zip(free, combo)), **entry, **overrides}
             values.pop("seed", None)
-            cfg = RunConfig.from_dict(values, where=f"{where}: settings[{i}]")
+            try:
+                cfg = RunConfig.from_dict(values, where=f"{where}: settings[{i}]")
+            except UserError as e:  # a bad value: say which setting (and whether --set was in play)
+                if str(e).startswith(where) or where == "command line":  # one setting: --set is all there is
+                    raise
+                given = f" with --set {', '.join(sorted(overrides))}" if overrides else ""
+                raise UserError(f"{where}: settings[{i}]{given}: {e}") from None
             name = label or default_label(values)
             settings.append((name, cfg))
     ids = [cfg.run_id for _, cfg in settings]

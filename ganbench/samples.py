@@ -37,6 +37,26 @@ from ganbench.seeding import seeded_init
 
 CHECKPOINT_FORMAT = "ganbench-generator"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# the config fields `ganbench eval --set` takes: those that shape the reference data or the evaluation
+# (beside them, the fields a registered metric declares in its ``config``); training fields would
+# only mislabel the row, or change the architecture a checkpoint's weights are loaded into
+EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples", "eval_bn_batch", "metrics")
+
+
+def eval_fields() -> tuple[str, ...]:
+    """``EVAL_FIELDS`` and the config fields registered metrics depend on, sorted."""
+    from ganbench.metrics import METRICS
+
+    return tuple(sorted({*EVAL_FIELDS, *(k for m in METRICS.values() for k in m.config)}))
+
+
+def check_eval_overrides(values: dict) -> None:
+    """A one-line UserError for a ``--set`` field that ``ganbench eval`` does not use."""
+    allowed = eval_fields()
+    for key in values:
+        if key not in allowed:
+            raise UserError(f"--set {key}: ganbench eval does not use it; it takes the fields that shape the data "
+                            f"or the evaluation ({', '.join(allowed)}); a checkpoint brings its own training fields")
 
 
 def save_generator(path: Path, g: nn.Module, cfg: RunConfig, step: int) -> None:
@@ -105,12 +125,16 @@ def load_npz_labelled(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor,
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
+            if not keys:
+                raise UserError(f"{path}: holds no arrays")
             rest = [k for k in keys if k != "labels"]
             key = "samples" if "samples" in keys else rest[0] if len(rest) == 1 else None
             if key is None:
                 raise UserError(f"{path}: holds arrays {keys}; name the samples array 'samples'")
             arr = f[key]
             labels = f["labels"] if "labels" in keys else None
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except (ValueError, OSError) as e:
@@ -207,9 +231,15 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     supplies the rest from its own config, anything else is recorded as model "external".
     """
     step, g = 0, None
+    if z_dim is not None and samples is not None:
+        raise UserError(f"--z-dim is for TorchScript files and callables; --samples {samples} holds samples already made")
+    if z_dim is not None and z_dim < 1:
+        raise UserError(f"--z-dim must be >= 1, got {z_dim}")
     if samples is None and Path(generator).suffix in (".pt", ".pth", ".ckpt") and not is_torchscript(Path(generator)):
         fields = {k: v for k, v in values.items() if k not in ("model", "loss")}
         g, cfg, step = load_generator(Path(generator), fields)
+        if z_dim is not None and z_dim != cfg.z_dim:
+            raise UserError(f"--z-dim {z_dim}: checkpoint {generator} has z_dim {cfg.z_dim} (a checkpoint needs no --z-dim)")
         z_dim, kind = cfg.z_dim, "checkpoint"
     else:
         cfg = RunConfig.from_dict({"model": "external", "loss": "none", **values}, where="command line")

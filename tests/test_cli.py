@@ -112,13 +112,49 @@ def test_user_mistakes_exit_2_and_write_nothing(tmp_path, argv, message, capsys)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["run", "--seeds", "a,b"], ["list", "gizmos"], ["frobnicate"], ["table"]])
+@pytest.mark.parametrize("argv", [["run", "--seeds", "a,b"], ["run", "--seeds", "3-1"], ["run", "--seeds", "0-2,2"],
+                                  ["list", "gizmos"], ["frobnicate"], ["table"]])
 def test_argument_errors_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('steps = "many"', "bad.toml: settings[0]: config key 'steps' must be int, got 'many'"),
+    ("betas = [0.5]", "bad.toml: settings[0]: config key 'betas' needs 2 values, got 1"),
+])
+def test_a_bad_value_in_a_suite_file_names_the_file_and_setting(tmp_path, capsys, setting, message):
+    suite = tmp_path / "bad.toml"
+    suite.write_text(f'name = "bad"\nseeds = [0]\n[[settings]]\nloss = "ns"\n{setting}\n')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+def test_a_bad_set_value_on_a_suite_says_set_was_given(tmp_path, suite_file, capsys):
+    assert main(["run", "--suite", str(suite_file), "--set", "steps=-1", "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "mini.toml: settings[0] with --set steps: config key 'steps' must be > 0, got -1" in err
+
+
+def test_test_without_baseline_and_report_of_unknown_suffix_are_refused(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--dataset", "ring8", "--seeds", "0", "--out", str(out)] + TINY) == 0
+    capsys.readouterr()
+    assert main(["table", str(out), "--test", "mannwhitney"]) == 2  # it would be ignored without --baseline
+    assert "give --baseline LABEL too" in capsys.readouterr().err
+    assert main(["table", str(out), "--test", "mannwhitney", "--baseline", "mlp/ns"]) == 0
+    assert main(["table", str(out), "--test", "nope", "--baseline", "mlp/ns"]) == 2
+    assert "unknown significance test 'nope'" in capsys.readouterr().err
+    assert main(["report", str(out), "-o", str(tmp_path / "r.pdf")]) == 2  # not HTML in a file named .pdf
+    err = capsys.readouterr().err
+    assert "no report format writes .pdf files" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.pdf").exists()
+    assert main(["report", str(out), "-o", str(tmp_path / "r.pdf"), "--format", "md"]) == 0
+    assert (tmp_path / "r.pdf").read_text().startswith("# ")
 
 
 def test_suite_without_settings_is_refused(tmp_path, capsys):

@@ -116,9 +116,10 @@ def test_eval_samples_below_a_metric_s_minimum_is_refused_before_training(tmp_pa
     (np.zeros((2500, 3), dtype=np.float32), "output has shape (2500, 3), expected (N, 2)"),
     (np.zeros((2500, 2), dtype=np.int64), "samples must be uint8 or float, got torch.int64"),
     (np.zeros((10, 2), dtype=np.float32), "needs 2500 samples, got 10"),
+    ({"a": np.zeros((2500, 2)), "b": np.zeros((2500, 2))}, "holds arrays ['a', 'b']; name the samples array 'samples'"),
 ])
 def test_bad_npz_is_a_clear_error(tmp_path, capsys, array, message):
-    np.savez(tmp_path / "bad.npz", samples=array)
+    np.savez(tmp_path / "bad.npz", **(array if isinstance(array, dict) else {"samples": array}))
     out = tmp_path / "res"
     assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "bad.npz"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -146,6 +147,28 @@ def test_callable_and_torchscript_generators(tmp_path):
     net.save(str(tmp_path / "g.pt"))
     assert main(["eval", "--dataset", "ring8", "--generator", str(tmp_path / "g.pt"), "--z-dim", "3", "--out", str(out)]) == 0
     assert {r["source"]["kind"] for r in load_rows(out)} == {"callable", "torchscript"}
+
+
+def test_eval_refuses_what_it_would_ignore_or_mislabel(tmp_path, trained, capsys):
+    out, row = trained
+    ckpt = str(out / "runs" / row["run_id"] / "generator.pt")
+    np.savez(tmp_path / "s.npz", samples=np.zeros((2500, 2), dtype=np.float32))
+    before = (out / "results.jsonl").read_bytes()
+    for argv, message in [
+        (["--generator", ckpt, "--set", "steps=5"], "--set steps: ganbench eval does not use it"),  # would mislabel the row
+        (["--samples", str(tmp_path / "s.npz"), "--set", "width=8"], "--set width: ganbench eval does not use it"),
+        (["--samples", str(tmp_path / "s.npz"), "--z-dim", "4"], "--z-dim is for TorchScript files and callables"),
+        (["--generator", ckpt, "--z-dim", "7"], f"--z-dim 7: checkpoint {ckpt} has z_dim 2"),
+        (["--generator", ckpt, "--z-dim", "0"], "--z-dim must be >= 1, got 0"),
+    ]:
+        assert main(["eval", "--dataset", "ring8", "--out", str(out)] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert (out / "results.jsonl").read_bytes() == before
+    # the fields that do shape an evaluation are taken, and the checkpoint's own z_dim is accepted
+    assert main(["eval", "--dataset", "ring8", "--generator", ckpt, "--z-dim", "2", "--set", "eval_seed=1",
+                 "--name", "other-noise", "--out", str(out)]) == 0
+    assert {r["protocol"]["eval_seed"] for r in load_rows(out) if r["label"] == "other-noise"} == {1}
 
 
 def test_missing_z_dim_and_corrupt_checkpoint(tmp_path, trained, capsys):

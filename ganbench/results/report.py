@@ -79,7 +79,11 @@ def write_report(out: Path, path: Path, fmt: str | None = None, baseline: str | 
     """Build the report of results folder ``out`` and write it to ``path`` (HTML or Markdown).
     ``rows``: a selection of the folder's rows to report on (default: all of them)."""
     suffix = Path(path).suffix.lower()
-    fmt = fmt or next((f.name for f in REPORT_FORMATS.values() if suffix in f.suffixes), "html")
+    known = {sfx: f.name for f in REPORT_FORMATS.values() for sfx in f.suffixes}
+    if fmt is None and suffix and suffix not in known:
+        raise UserError(f"-o {path}: no report format writes {suffix} files (known: {', '.join(sorted(known))}; "
+                        f"or choose one with --format)")
+    fmt = fmt or known.get(suffix, "html")
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown report format {fmt!r} (use {' or '.join(REPORT_FORMATS)})")
     if Path(path).is_dir():
