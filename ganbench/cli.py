@@ -27,6 +27,7 @@ from ganbench.errors import UserError
 from ganbench.features import FEATURES
 from ganbench.features.inception import ENV_WEIGHTS
 from ganbench.features.weights import set_from_command_line
+from ganbench.io import check_output_folder
 from ganbench.losses import LOSSES
 from ganbench.metrics import METRICS
 from ganbench.metrics.base import TRAIN_SPLIT
@@ -252,8 +253,7 @@ def cmd_run(args) -> int:
     if args.tensorboard:
         require_tensorboard()
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    check_output_folder(out)
     if threads and not executor.parallel:  # a pool or Ray sets each worker's threads itself
         torch.set_num_threads(threads)
     if distributed.launched():  # under torchrun: one data-parallel run at a time over all processes
@@ -304,6 +304,9 @@ def cmd_eval(args) -> int:
     if args.metrics:
         values["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     DATASETS[args.dataset]  # unknown dataset: error before any loading
+    check_output_folder(Path(args.out))
+    if args.name is not None and not args.name.strip():
+        raise UserError("--name is empty; give the label the table should show")
     samples, cfg, label, source, step, labels = load_source(values, device, args.generator, args.samples, args.z_dim)
     o = evaluate_samples(samples, cfg, args.name or label, source, Path(args.out), device, step, labels)
     print(f"{o.label} on {cfg.dataset}: " + "  ".join(f"{k} {v:.6g}" for k, v in o.values.items()))

@@ -1,5 +1,6 @@
 """Files that are either absent or whole: written to a temporary file beside the target, flushed
-and renamed over it, so a crash or a full disk never leaves half a file behind."""
+and renamed over it, so a crash or a full disk never leaves half a file behind; and output folders
+checked before any work is done for them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import os
 import secrets
 from pathlib import Path
+
+from ganbench.errors import UserError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -49,3 +52,16 @@ def with_suppressed(fn, *args) -> None:
         fn(*args)
     except OSError:
         pass
+
+
+def check_output_folder(path: Path, flag: str = "--out") -> None:
+    """A UserError, before any work, when folder ``path`` could not be created or written to: it is a
+    file, or a file or a read-only folder stands where it would be created. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a folder")
+    where = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not where.is_dir():
+        raise UserError(f"{flag} {path}: {where} is a file, so the folder cannot be made")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {where} is not writable")

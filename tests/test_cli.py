@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ganbench.cli import main
@@ -155,6 +156,25 @@ def test_test_without_baseline_and_report_of_unknown_suffix_are_refused(tmp_path
     assert not (tmp_path / "r.pdf").exists()
     assert main(["report", str(out), "-o", str(tmp_path / "r.pdf"), "--format", "md"]) == 0
     assert (tmp_path / "r.pdf").read_text().startswith("# ")
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("a file\n")
+    np_file = tmp_path / "s.npz"
+    np.savez(np_file, samples=np.zeros((2500, 2), dtype=np.float32))
+    for argv, message in [
+        (["run", "--dataset", "ring8", "--out", str(blocker / "sub")] + TINY, f"{blocker} is a file, so the folder"),
+        (["run", "--dataset", "ring8", "--out", str(blocker)] + TINY, "exists and is not a folder"),
+        (["eval", "--dataset", "ring8", "--samples", str(np_file), "--out", str(blocker / "sub")], "is a file, so the"),
+        (["eval", "--dataset", "ring8", "--samples", str(np_file), "--out", str(blocker)], "exists and is not a folder"),
+        (["eval", "--dataset", "ring8", "--samples", str(np_file), "--name", " ", "--out", str(tmp_path / "r")],
+         "--name is empty"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert blocker.read_text() == "a file\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.txt", "s.npz"]
 
 
 def test_suite_without_settings_is_refused(tmp_path, capsys):
