@@ -203,6 +203,23 @@ def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "steps" in err and "another config" in err
 
 
+def test_cli_resume_with_a_corrupt_run_config_is_one_line_and_touches_nothing(tmp_path, capsys):
+    out = tmp_path / "res"
+    base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
+            "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--set", "steps=20"]
+    assert main(base) == 0
+    run = next((out / "runs").iterdir())
+    torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
+    (out / "results.jsonl").unlink()
+    (run / "config.json").write_text('{"run_id": "')
+    before = {p: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{run / 'config.json'} is unreadable or corrupt (JSONDecodeError)" in err
+    assert {p: p.read_bytes() for p in run.iterdir()} == before and not (out / "results.jsonl").exists()
+
+
 def test_cli_resume_passes_an_unfinished_run_of_the_same_config_under_another_id(tmp_path, capsys):
     """A run folder whose id was hashed differently (an older scheme) but whose config is the one
     planned is no conflict: nothing differs, so nothing is refused."""

@@ -42,6 +42,20 @@ def test_a_torn_last_line_is_ignored(tmp_path):
     assert [r["run_id"] for r in store.load_rows(tmp_path)] == ["r0"]
 
 
+def test_an_append_after_a_torn_last_line_cuts_it_and_keeps_every_row(tmp_path, capsys):
+    store.append_rows(tmp_path, [_row(0)])
+    whole = (tmp_path / store.RESULTS).read_bytes()
+    with open(tmp_path / store.RESULTS, "a") as f:
+        f.write('{"run_id": "half')  # a writer killed mid-line
+    store.append_rows(tmp_path, [_row(1)])
+    assert [r["run_id"] for r in store.load_rows(tmp_path)] == ["r0", "r1"]  # not a corrupt line 2
+    assert (tmp_path / store.RESULTS).read_bytes() == whole + (json.dumps(_row(1), sort_keys=True) + "\n").encode()
+    assert "ended in a torn line (16 bytes)" in capsys.readouterr().err
+    (tmp_path / store.RESULTS).write_text('{"run_id": "half')  # a torn first line: the file is cut to nothing
+    store.append_rows(tmp_path, [_row(2)])
+    assert [r["run_id"] for r in store.load_rows(tmp_path)] == ["r2"]
+
+
 def test_failed_append_is_rolled_back(tmp_path, monkeypatch):
     store.append_rows(tmp_path, [_row(0)])
     size = (tmp_path / store.RESULTS).stat().st_size

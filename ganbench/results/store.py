@@ -7,7 +7,8 @@ Layout of ``DIR``::
 
 Guarantees: a file is either absent or whole (written to a temporary file, flushed, renamed);
 rows are appended under an exclusive lock in one write, and a failed write (full disk) is rolled
-back, so ``results.jsonl`` never holds a torn line even with several writers at once.
+back, so ``results.jsonl`` never holds a torn line even with several writers at once; a torn last
+line that a killed writer left behind is ignored by readers and cut by the next append.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def append_rows(out: Path, rows: list[dict]) -> None:
         return
     data = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows).encode()
     Path(out).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(out) / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(Path(out) / RESULTS, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: a torn tail
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        start = os.fstat(fd).st_size
+        # only under the lock may a line without its newline be taken for a dead writer's
+        start = _drop_torn_tail(fd, Path(out) / RESULTS) if fcntl is not None else os.fstat(fd).st_size
         try:
             view = memoryview(data)
             while view:
@@ -56,6 +58,27 @@ def append_rows(out: Path, rows: list[dict]) -> None:
             raise
     finally:
         os.close(fd)  # also releases the lock
+
+
+def _drop_torn_tail(fd: int, path: Path) -> int:
+    """Under the append lock: cut a last line that has no newline, left by a writer killed mid-write
+    (a SIGKILL or a power cut, which the rollback cannot catch), so the rows appended next do not
+    turn it into a corrupt line in the middle of the file. Returns the file's size after the cut."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end, chunk = size, 1 << 16
+    while end > 0:  # the last newline before the torn line, reading backwards
+        lo = max(0, end - chunk)
+        at = os.pread(fd, end - lo, lo).rfind(b"\n")
+        if at >= 0:
+            end = lo + at + 1
+            break
+        end = lo
+    os.ftruncate(fd, end)
+    print(f"ganbench: {path} ended in a torn line ({size - end} bytes) from a writer that was killed; "
+          f"removed it", file=sys.stderr)
+    return end
 
 
 def load_rows(out: Path) -> list[dict]:

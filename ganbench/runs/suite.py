@@ -63,8 +63,13 @@ def check_resume(suite: Suite, out: Path, done: set[str]) -> None:
     for path in sorted((Path(out) / "runs").glob("*/config.json")):
         if path.parent.name in done or not (path.parent / NAME).exists():
             continue
-        old = json.loads(path.read_text())
-        key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            key = (old.get("label"), old["config"].get("dataset"), old["config"].get("seed"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"--resume: {path} is unreadable or corrupt ({type(e).__name__}), so its checkpoint "
+                            f"cannot be checked against the suite; move {path.parent} away to start that run "
+                            f"afresh") from None
         new = planned.get(key)
         if old.get("suite") != suite.name or new is None or new.run_id == path.parent.name:
             continue
