@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import signal
@@ -70,7 +71,7 @@ def _seeds(text: str) -> list[int]:
                 raise argparse.ArgumentTypeError(f"empty seed range {part.strip()!r} (write lo-hi with lo <= hi)")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
-    if twice := sorted({s for s in seeds if seeds.count(s) > 1}):
+    if twice := sorted(s for s, n in collections.Counter(seeds).items() if n > 1):
         raise argparse.ArgumentTypeError(f"seed {twice[0]} given twice in {text!r}")
     return seeds
 
@@ -130,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="label in tables (default: the file name)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config fields that shape the data or the evaluation (resolution, channels, data_path, "
-                        "eval_seed, eval_samples, eval_bn_batch, metrics, and those a metric reads: tail_ratio); "
-                        "training fields are refused")
+                        "eval_seed, eval_samples, eval_bn_batch, metrics, and those a metric reads: tail_ratio), "
+                        "and seed, the training seed the rows record; other training fields are refused")
     e.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     e.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE", help="import a plug-in (repeatable)")
@@ -322,13 +323,13 @@ def cmd_table(args) -> int:
     rows = load_rows(folder)  # a missing folder or file: its one-line error
     df = frame(rows)
     if args.published:
-        if args.baseline or args.metric or args.test:
+        if args.baseline or args.metric or args.test is not None:
             raise UserError("--published shows every published number; it takes no --baseline, --metric or --test")
         print(render_published(df, args.format))
     else:
-        if args.test and not args.baseline:
+        if args.test is not None and not args.baseline:
             raise UserError(f"--test {args.test} chooses the test against --baseline; give --baseline LABEL too")
-        print(render(df, args.format, args.baseline, args.metric, args.test or "welch"))
+        print(render(df, args.format, args.baseline, args.metric, "welch" if args.test is None else args.test))
     _say_unfinished(folder, unfinished_runs(folder, rows))
     return 0
 

@@ -352,15 +352,21 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
         label = entry.pop("label", None)
         free = {k: v for k, v in matrix.items() if k not in entry}
         for combo in itertools.product(*free.values()):
-            values = {**defaults, **dict(zip(free, combo)), **entry, **overrides}
+            mine = {**defaults, **dict(zip(free, combo)), **entry}  # the file's values
+            mine.pop("seed", None)
+            values = {**mine, **overrides}
             values.pop("seed", None)
+            place = f"settings[{i}]" if doc.get("settings") else "matrix"
+            if free:
+                place += " (" + ", ".join(f"{k} = {v!r}" for k, v in zip(free, combo)) + ")"
             try:
-                cfg = RunConfig.from_dict(values, where=f"{where}: settings[{i}]")
-            except UserError as e:  # a bad value: say which setting (and whether --set was in play)
+                cfg = RunConfig.from_dict(values, where=f"{where}: {place}")
+            except UserError as e:  # a bad value: say which setting, and --set when it is to blame
                 if str(e).startswith(where) or where == "command line":  # one setting: --set is all there is
                     raise
-                given = f" with --set {', '.join(sorted(overrides))}" if overrides else ""
-                raise UserError(f"{where}: settings[{i}]{given}: {e}") from None
+                if overrides and _valid(mine):
+                    place += f" with --set {', '.join(sorted(overrides))}"
+                raise UserError(f"{where}: {place}: {e}") from None
             name = label or default_label(values)
             settings.append((name, cfg))
     ids = [cfg.run_id for _, cfg in settings]
@@ -389,6 +395,14 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
         deviations=tuple(deviations),
         published=published,
     )
+
+
+def _valid(values: dict) -> bool:
+    try:
+        RunConfig.from_dict(values)
+    except UserError:
+        return False
+    return True
 
 
 def select_settings(suite: Suite, labels: list[str] | None) -> Suite:

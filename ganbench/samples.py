@@ -38,9 +38,12 @@ from ganbench.seeding import seeded_init
 CHECKPOINT_FORMAT = "ganbench-generator"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # the config fields `ganbench eval --set` takes: those that shape the reference data or the evaluation
-# (beside them, the fields a registered metric declares in its ``config``); training fields would
-# only mislabel the row, or change the architecture a checkpoint's weights are loaded into
-EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples", "eval_bn_batch", "metrics")
+# (beside them, the fields a registered metric declares in its ``config``), and the training seed
+# the rows record (their ``seed``, which tables count); other training fields would only mislabel
+# the row, or change the architecture a checkpoint's weights are loaded into
+EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples", "eval_bn_batch", "metrics", "seed")
+_ELSEWHERE = {"dataset": "give it with --dataset",
+              "z_dim": "give it with --z-dim (TorchScript files and callables; a checkpoint has its own)"}
 
 
 def eval_fields() -> tuple[str, ...]:
@@ -53,10 +56,14 @@ def eval_fields() -> tuple[str, ...]:
 def check_eval_overrides(values: dict) -> None:
     """A one-line UserError for a ``--set`` field that ``ganbench eval`` does not use."""
     allowed = eval_fields()
-    for key in values:
+    for key, value in values.items():
+        if key in _ELSEWHERE:
+            raise UserError(f"--set {key}: {_ELSEWHERE[key]}")
+        if key == "bn_refresh" and value == 0:
+            continue  # the config check's own advice, to evaluate a bn_refresh checkpoint with eval_bn_batch
         if key not in allowed:
             raise UserError(f"--set {key}: ganbench eval does not use it; it takes the fields that shape the data "
-                            f"or the evaluation ({', '.join(allowed)}); a checkpoint brings its own training fields")
+                            f"or the evaluation, and the training seed to record ({', '.join(allowed)})")
 
 
 def save_generator(path: Path, g: nn.Module, cfg: RunConfig, step: int) -> None:
@@ -236,8 +243,11 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     if z_dim is not None and z_dim < 1:
         raise UserError(f"--z-dim must be >= 1, got {z_dim}")
     if samples is None and Path(generator).suffix in (".pt", ".pth", ".ckpt") and not is_torchscript(Path(generator)):
-        fields = {k: v for k, v in values.items() if k not in ("model", "loss")}
+        fields = {k: v for k, v in values.items() if k not in ("model", "loss", "seed")}
         g, cfg, step = load_generator(Path(generator), fields)
+        if values.get("seed", cfg.seed) != cfg.seed:
+            raise UserError(f"--set seed={values['seed']}: checkpoint {generator} was trained with seed {cfg.seed} "
+                            f"(a checkpoint needs no seed)")
         if z_dim is not None and z_dim != cfg.z_dim:
             raise UserError(f"--z-dim {z_dim}: checkpoint {generator} has z_dim {cfg.z_dim} (a checkpoint needs no --z-dim)")
         z_dim, kind = cfg.z_dim, "checkpoint"
@@ -248,6 +258,8 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
     metrics = resolve_metrics(cfg.metrics, dataset)
     preflight(metrics, dataset, cfg)  # each metric reads this dataset's kind of samples, its weights exist
     if getattr(dataset, "translation", False):
+        if z_dim is not None:
+            raise UserError(f"--z-dim: dataset {cfg.dataset!r} translates images; a translator takes no latent")
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
 
     labelled = bool(needs_labels(metrics))
@@ -321,8 +333,13 @@ def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tens
             keys = set(f.keys())
             if "ab" in keys:
                 ab, ba = f["ab"], f["ba"] if "ba" in keys else None
+            elif "ba" in keys or (len(keys) != 1 and "samples" not in keys):  # else 'samples' or one array: A -> B
+                raise UserError(f"{path}: holds arrays {sorted(keys)}; name the A -> B translations 'ab' "
+                                f"(and the B -> A ones 'ba')")
             else:
                 ab, ba = None, None
+    except UserError:
+        raise
     except (ValueError, OSError) as e:
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     if ab is None:

@@ -135,10 +135,23 @@ def test_a_bad_value_in_a_suite_file_names_the_file_and_setting(tmp_path, capsys
     assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
 
 
-def test_a_bad_set_value_on_a_suite_says_set_was_given(tmp_path, suite_file, capsys):
+def test_a_bad_value_is_blamed_on_set_only_when_set_gave_it(tmp_path, suite_file, capsys):
     assert main(["run", "--suite", str(suite_file), "--set", "steps=-1", "--out", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err
-    assert "mini.toml: settings[0] with --set steps: config key 'steps' must be > 0, got -1" in err
+    assert "mini.toml: settings[0] (dataset = 'ring8') with --set steps: config key 'steps' must be > 0, got -1" in err
+    bad = tmp_path / "bad.toml"  # the file's own bad value, with an unrelated --set
+    bad.write_text('name = "bad"\nseeds = [0]\n[[settings]]\nloss = "ns"\n[[settings]]\nloss = "ns"\nbetas = [0.5]\n')
+    assert main(["run", "--suite", str(bad), "--set", "lr_g=1e-4", "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml: settings[1]: config key 'betas' needs 2 values" in err and "--set" not in err
+
+
+def test_a_bad_value_in_a_matrix_only_suite_names_its_combination(tmp_path, capsys):
+    suite = tmp_path / "m.toml"
+    suite.write_text('name = "m"\nseeds = [0]\n[matrix]\nloss = ["ns"]\nsteps = [10, -1]\n')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "m.toml: matrix (loss = 'ns', steps = -1): config key 'steps' must be > 0" in err
 
 
 def test_test_without_baseline_and_report_of_unknown_suffix_are_refused(tmp_path, capsys):
@@ -156,6 +169,11 @@ def test_test_without_baseline_and_report_of_unknown_suffix_are_refused(tmp_path
     assert not (tmp_path / "r.pdf").exists()
     assert main(["report", str(out), "-o", str(tmp_path / "r.pdf"), "--format", "md"]) == 0
     assert (tmp_path / "r.pdf").read_text().startswith("# ")
+    (tmp_path / "out.v2").mkdir()  # a folder is named as one, whatever its name looks like
+    assert main(["report", str(out), "-o", str(tmp_path / "out.v2")]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    assert main(["table", str(out), "--published", "--test", "welch"]) == 2
+    assert "takes no --baseline, --metric or --test" in capsys.readouterr().err
 
 
 def test_an_out_folder_that_cannot_be_made_is_refused_before_training(tmp_path, capsys):

@@ -117,9 +117,10 @@ def test_eval_samples_below_a_metric_s_minimum_is_refused_before_training(tmp_pa
     (np.zeros((2500, 2), dtype=np.int64), "samples must be uint8 or float, got torch.int64"),
     (np.zeros((10, 2), dtype=np.float32), "needs 2500 samples, got 10"),
     ({"a": np.zeros((2500, 2)), "b": np.zeros((2500, 2))}, "holds arrays ['a', 'b']; name the samples array 'samples'"),
+    ({}, "holds no arrays"),
 ])
 def test_bad_npz_is_a_clear_error(tmp_path, capsys, array, message):
-    np.savez(tmp_path / "bad.npz", **(array if isinstance(array, dict) else {"samples": array}))
+    np.savez(tmp_path / "bad.npz", **(array if isinstance(array, dict) else {"samples": array}))  # dict: named arrays
     out = tmp_path / "res"
     assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "bad.npz"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -160,6 +161,11 @@ def test_eval_refuses_what_it_would_ignore_or_mislabel(tmp_path, trained, capsys
         (["--samples", str(tmp_path / "s.npz"), "--z-dim", "4"], "--z-dim is for TorchScript files and callables"),
         (["--generator", ckpt, "--z-dim", "7"], f"--z-dim 7: checkpoint {ckpt} has z_dim 2"),
         (["--generator", ckpt, "--z-dim", "0"], "--z-dim must be >= 1, got 0"),
+        (["--generator", ckpt, "--set", "seed=3"], f"--set seed=3: checkpoint {ckpt} was trained with seed 0"),
+        (["--samples", str(tmp_path / "s.npz"), "--set", "dataset=grid25"], "--set dataset: give it with --dataset"),
+        (["--samples", str(tmp_path / "s.npz"), "--set", "z_dim=4"], "--set z_dim: give it with --z-dim"),
+        (["--samples", str(tmp_path / "s.npz"), "--set", "bn_refresh=5"], "--set bn_refresh: ganbench eval does not"),
+        (["--samples", str(tmp_path / "s.npz"), "--set", "tail_ratio=0.5", "--set", "lr_g=1"], "--set lr_g:"),
     ]:
         assert main(["eval", "--dataset", "ring8", "--out", str(out)] + argv) == 2, argv
         err = capsys.readouterr().err
@@ -169,6 +175,40 @@ def test_eval_refuses_what_it_would_ignore_or_mislabel(tmp_path, trained, capsys
     assert main(["eval", "--dataset", "ring8", "--generator", ckpt, "--z-dim", "2", "--set", "eval_seed=1",
                  "--name", "other-noise", "--out", str(out)]) == 0
     assert {r["protocol"]["eval_seed"] for r in load_rows(out) if r["label"] == "other-noise"} == {1}
+
+
+def test_eval_records_the_training_seed_it_is_given_so_tables_count_seeds(tmp_path, capsys):
+    """Samples of two training seeds under one --name are n = 2 in the table, not one seed twice."""
+    out = tmp_path / "res"
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        np.savez(tmp_path / f"s{seed}.npz", samples=rng.normal(size=(2500, 2)).astype(np.float32))
+        assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / f"s{seed}.npz"), "--name", "mine",
+                     "--set", f"seed={seed}", "--metrics", "modes", "--out", str(out)]) == 0
+    assert sorted(r["seed"] for r in load_rows(out)) == [0, 1]
+    capsys.readouterr()
+    assert main(["table", str(out), "--format", "csv"]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ",mine," in ln]
+    assert ",2,0," in line  # n = 2, diverged = 0
+
+
+def test_eval_takes_the_config_fields_its_metrics_declare():
+    import dataclasses
+
+    from ganbench.errors import UserError
+    from ganbench.metrics import METRICS
+    from ganbench.samples import check_eval_overrides, eval_fields
+
+    assert "tail_ratio" in eval_fields()  # rebalance_gain's
+    check_eval_overrides({"tail_ratio": 0.5, "seed": 3, "eval_seed": 1, "bn_refresh": 0})
+    with pytest.raises(UserError, match="--set lr_decay: ganbench eval does not use it"):
+        check_eval_overrides({"lr_decay": 0.5})
+    METRICS.register("hq_reads_lr_decay", dataclasses.replace(METRICS["hq"], name="hq_reads_lr_decay",
+                                                              config=("lr_decay",)))
+    try:  # a plug-in metric that reads a field makes it an evaluation field
+        check_eval_overrides({"lr_decay": 0.5})
+    finally:
+        dict.pop(METRICS, "hq_reads_lr_decay")
 
 
 def test_missing_z_dim_and_corrupt_checkpoint(tmp_path, trained, capsys):

@@ -326,6 +326,26 @@ def test_stored_translations_of_the_wrong_count_are_refused(tmp_path, pair, caps
     assert "test split" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arrays, message", [
+    ({"ba": "test_b"}, "holds arrays ['ba']; name the A -> B translations 'ab'"),  # not to be scored as A -> B
+    ({"x": "test_a", "y": "test_b"}, "holds arrays ['x', 'y']; name the A -> B translations 'ab'"),
+])
+def test_stored_translations_that_do_not_say_their_direction_are_refused(tmp_path, pair, capsys, arrays, message):
+    np.savez(tmp_path / "t.npz", **{k: (-getattr(pair, v)).numpy() for k, v in arrays.items()})
+    assert main(["eval", "--dataset", "digits-invert", "--samples", str(tmp_path / "t.npz"), "--out",
+                 str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_translator_takes_no_z_dim(tmp_path, pair, capsys):
+    plugin = tmp_path / "translators.py"
+    plugin.write_text(PLUGIN)
+    assert main(["eval", "--dataset", "digits-invert", "--generator", f"{plugin}:inverter", "--z-dim", "8",
+                 "--out", str(tmp_path / "res")]) == 2
+    assert "a translator takes no latent" in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
 # ----------------------------------------------------------------------------------------------
 # folder-pair
 

@@ -78,16 +78,19 @@ def write_report(out: Path, path: Path, fmt: str | None = None, baseline: str | 
                  rows: pd.DataFrame | None = None) -> Path:
     """Build the report of results folder ``out`` and write it to ``path`` (HTML or Markdown).
     ``rows``: a selection of the folder's rows to report on (default: all of them)."""
+    if Path(path).is_dir():
+        raise UserError(f"-o {path} is a folder; give a file name")
     suffix = Path(path).suffix.lower()
-    known = {sfx: f.name for f in REPORT_FORMATS.values() for sfx in f.suffixes}
+    known: dict[str, str] = {}
+    for f in REPORT_FORMATS.values():  # the first format to claim a suffix keeps it (built-ins first)
+        for sfx in f.suffixes:
+            known.setdefault(sfx, f.name)
     if fmt is None and suffix and suffix not in known:
         raise UserError(f"-o {path}: no report format writes {suffix} files (known: {', '.join(sorted(known))}; "
                         f"or choose one with --format)")
     fmt = fmt or known.get(suffix, "html")
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown report format {fmt!r} (use {' or '.join(REPORT_FORMATS)})")
-    if Path(path).is_dir():
-        raise UserError(f"-o {path} is a folder; give a file name")
     report = build_report(out, baseline, title, notes, rows)
     try:
         atomic_write_text(Path(path), REPORT_FORMATS[fmt].render(report, Path(path)))
