@@ -82,6 +82,21 @@ def test_eval_bn_batch_is_in_the_protocol_and_refused_for_stored_samples(tmp_pat
     assert not out.exists()
 
 
+def test_a_bn_refresh_checkpoint_is_evaluated_with_batch_statistics_given_bn_refresh_0(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--dataset", "ring8", "--out", str(out), "--set", "g_batch_norm=true", "--set", "bn_refresh=2",
+                 "--set", "metrics=modes"] + TINY) == 0
+    (row,) = load_rows(out)
+    ckpt = str(out / "runs" / row["run_id"] / "generator.pt")
+    capsys.readouterr()
+    assert main(["eval", "--dataset", "ring8", "--generator", ckpt, "--set", "eval_bn_batch=64", "--out", str(out)]) == 2
+    assert "set one of them to 0" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "ring8", "--generator", ckpt, "--set", "eval_bn_batch=64", "--set", "bn_refresh=0",
+                 "--name", "batch-stats", "--out", str(out)]) == 0
+    (evaluated,) = [r for r in load_rows(out) if r["label"] == "batch-stats"]
+    assert evaluated["protocol"]["eval_bn_batch"] == 64 and evaluated["config"]["bn_refresh"] == 0
+
+
 def test_a_run_evaluates_the_first_eval_samples_of_its_generator(tmp_path):
     out = tmp_path / "res"
     assert main(["run", "--dataset", "ring8", "--out", str(out), "--set", "eval_samples=300"] + TINY) == 0
