@@ -248,9 +248,7 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         if values.get("seed", cfg.seed) != cfg.seed:
             raise UserError(f"--set seed={values['seed']}: checkpoint {generator} was trained with seed {cfg.seed} "
                             f"(a checkpoint needs no seed)")
-        if z_dim is not None and z_dim != cfg.z_dim:
-            raise UserError(f"--z-dim {z_dim}: checkpoint {generator} has z_dim {cfg.z_dim} (a checkpoint needs no --z-dim)")
-        z_dim, kind = cfg.z_dim, "checkpoint"
+        kind = "checkpoint"
     else:
         cfg = RunConfig.from_dict({"model": "external", "loss": "none", **values}, where="command line")
     dataset = DATASETS[cfg.dataset](cfg)
@@ -261,6 +259,10 @@ def load_source(values: dict, device: torch.device, generator: str | None, sampl
         if z_dim is not None:
             raise UserError(f"--z-dim: dataset {cfg.dataset!r} translates images; a translator takes no latent")
         return _translations(values, cfg, dataset, device, g, generator, samples, step)
+    if g is not None:  # a checkpoint
+        if z_dim is not None and z_dim != cfg.z_dim:
+            raise UserError(f"--z-dim {z_dim}: checkpoint {generator} has z_dim {cfg.z_dim} (a checkpoint needs no --z-dim)")
+        z_dim = cfg.z_dim
 
     labelled = bool(needs_labels(metrics))
     if samples is not None and cfg.eval_bn_batch:
