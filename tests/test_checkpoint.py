@@ -189,14 +189,21 @@ def test_resuming_with_another_config_is_refused(tmp_path, tiny_cfg, cpu):
         Checkpointer(tmp_path, 10).load(cfg.replace(lr_g=cfg.lr_g * 2).to_dict())
 
 
-def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
+def _unfinished_cli_run(tmp_path, steps=20):
+    """A finished 20-step CLI run made to look unfinished: a checkpoint file and no rows.
+    -> (results folder, the run's folder, the command line without ``steps``)."""
     out = tmp_path / "res"
     base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
             "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32"]
-    assert main(base + ["--set", "steps=20"]) == 0
+    assert main(base + ["--set", f"steps={steps}"]) == 0
     run = next((out / "runs").iterdir())
     torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
     (out / "results.jsonl").unlink()
+    return out, run, base
+
+
+def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
+    out, run, base = _unfinished_cli_run(tmp_path)
     capsys.readouterr()
     assert main(base + ["--set", "steps=30", "--resume"]) == 2
     err = capsys.readouterr().err.strip()
@@ -204,17 +211,11 @@ def test_cli_resume_refuses_a_changed_setting(tmp_path, capsys):
 
 
 def test_cli_resume_with_a_corrupt_run_config_is_one_line_and_touches_nothing(tmp_path, capsys):
-    out = tmp_path / "res"
-    base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
-            "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--set", "steps=20"]
-    assert main(base) == 0
-    run = next((out / "runs").iterdir())
-    torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
-    (out / "results.jsonl").unlink()
+    out, run, base = _unfinished_cli_run(tmp_path)
     (run / "config.json").write_text('{"run_id": "')
     before = {p: p.read_bytes() for p in run.iterdir()}
     capsys.readouterr()
-    assert main(base + ["--resume"]) == 2
+    assert main(base + ["--set", "steps=20", "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{run / 'config.json'} is unreadable or corrupt (JSONDecodeError)" in err
     assert {p: p.read_bytes() for p in run.iterdir()} == before and not (out / "results.jsonl").exists()
@@ -223,15 +224,9 @@ def test_cli_resume_with_a_corrupt_run_config_is_one_line_and_touches_nothing(tm
 def test_cli_resume_passes_an_unfinished_run_of_the_same_config_under_another_id(tmp_path, capsys):
     """A run folder whose id was hashed differently (an older scheme) but whose config is the one
     planned is no conflict: nothing differs, so nothing is refused."""
-    out = tmp_path / "res"
-    base = ["run", "--model", "mlp", "--dataset", "ring8", "--out", str(out), "--no-progress",
-            "--set", "width=16", "--set", "depth=1", "--set", "batch_size=32", "--set", "steps=20"]
-    assert main(base) == 0
-    run = next((out / "runs").iterdir())
-    torch.save({"format": "ganbench-checkpoint"}, run / NAME)  # pretend it never finished
-    run.rename(run.with_name("0123456789ab"))
-    (out / "results.jsonl").unlink()
-    assert main(base + ["--resume"]) == 0
+    out, run, base = _unfinished_cli_run(tmp_path)
+    run.rename(run.with_name("0123456789ab"))  # rows are written under the id planned now, run.name
+    assert main(base + ["--set", "steps=20", "--resume"]) == 0
     assert {r["run_id"] for r in load_rows(out)} == {run.name}
 
 
