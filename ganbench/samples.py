@@ -31,6 +31,7 @@ from ganbench.evaluate import (
 from ganbench.features.labelled import check_labels
 from ganbench.features.translation import Translations
 from ganbench.io import atomic_write_bytes
+from ganbench.metrics import METRICS
 from ganbench.models import MODELS, is_conditional, is_translator
 from ganbench.plugins import load_plugin
 from ganbench.seeding import seeded_init
@@ -48,8 +49,6 @@ _ELSEWHERE = {"dataset": "give it with --dataset",
 
 def eval_fields() -> tuple[str, ...]:
     """``EVAL_FIELDS`` and the config fields registered metrics depend on, sorted."""
-    from ganbench.metrics import METRICS
-
     return tuple(sorted({*EVAL_FIELDS, *(k for m in METRICS.values() for k in m.config)}))
 
 

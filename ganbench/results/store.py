@@ -67,14 +67,7 @@ def _drop_torn_tail(fd: int, path: Path) -> int:
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return size
-    end, chunk = size, 1 << 16
-    while end > 0:  # the last newline before the torn line, reading backwards
-        lo = max(0, end - chunk)
-        at = os.pread(fd, end - lo, lo).rfind(b"\n")
-        if at >= 0:
-            end = lo + at + 1
-            break
-        end = lo
+    end = os.pread(fd, size, 0).rfind(b"\n") + 1  # after the last whole line (0: none)
     os.ftruncate(fd, end)
     print(f"ganbench: {path} ended in a torn line ({size - end} bytes) from a writer that was killed; "
           f"removed it", file=sys.stderr)
