@@ -302,8 +302,11 @@ def cmd_eval(args) -> int:
     values = parse_overrides(args.overrides)
     check_eval_overrides(values)
     values["dataset"] = args.dataset
-    if args.metrics:
+    if args.metrics is not None:
         values["metrics"] = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+        if not values["metrics"]:
+            raise UserError(f"--metrics {args.metrics!r} names no metric (`ganbench list metrics`); "
+                            f"leave it out for the dataset's")
     DATASETS[args.dataset]  # unknown dataset: error before any loading
     check_output_folder(Path(args.out))
     if args.name is not None and not args.name.strip():

@@ -181,6 +181,8 @@ def test_eval_refuses_what_it_would_ignore_or_mislabel(tmp_path, trained, capsys
         (["--samples", str(tmp_path / "s.npz"), "--set", "z_dim=4"], "--set z_dim: give it with --z-dim"),
         (["--samples", str(tmp_path / "s.npz"), "--set", "bn_refresh=5"], "--set bn_refresh: ganbench eval does not"),
         (["--samples", str(tmp_path / "s.npz"), "--set", "tail_ratio=0.5", "--set", "lr_g=1"], "--set lr_g:"),
+        (["--samples", str(tmp_path / "s.npz"), "--metrics", ""], "--metrics '' names no metric"),
+        (["--samples", str(tmp_path / "s.npz"), "--metrics", " , "], "--metrics ' , ' names no metric"),
     ]:
         assert main(["eval", "--dataset", "ring8", "--out", str(out)] + argv) == 2, argv
         err = capsys.readouterr().err
