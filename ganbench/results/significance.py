@@ -60,7 +60,7 @@ def mannwhitney(x, y) -> dict:
     out = welch(x, y)
     x = pd.Series(x, dtype=float).dropna()
     y = pd.Series(y, dtype=float).dropna()
-    if len(x) >= 2 and len(y) >= 2:  # exact, also with ties (integer metrics such as modes tie often)
+    if len(x) >= 2 and len(y) >= 2:  # scipy's exact null distribution, which assumes no ties (modes tie often)
         out["p"] = float(stats.mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
     return out
 
@@ -68,4 +68,4 @@ def mannwhitney(x, y) -> dict:
 register(SignificanceTest(name="welch", fn=welch,
                           description="Welch's t-test (unequal variances), two-sided; the default"))
 register(SignificanceTest(name="mannwhitney", fn=mannwhitney,
-                          description="Mann-Whitney U test, exact, two-sided (no normality assumed; ties allowed)"))
+                          description="Mann-Whitney U test, exact, two-sided (no normality assumed; no tie correction)"))
