@@ -62,6 +62,8 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
             raise UserError(f"{at}: n must be an integer >= 0, got {n!r}")
         if spread == "std" and n < 2:
             raise UserError(f"{at}: a standard deviation needs the number of runs behind it (n >= 2)")
+        if spread == "se" and n == 1:
+            raise UserError(f"{at}: one run has no standard error (give n >= 2, or leave n out when the paper does not state it)")
         values = []
         if not isinstance(e["values"], dict) or not e["values"]:
             raise UserError(f"{at}: values must be a table of metric = mean or [mean, spread]")

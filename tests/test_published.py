@@ -25,7 +25,7 @@ from ganbench.features.mode2d import mode_assignment
 from ganbench.metrics import METRICS
 from ganbench.metrics.modes import modes_covered
 from ganbench.papers import parse_published
-from ganbench.results.published import display, verdict
+from ganbench.results.published import display, untestable, verdict
 from ganbench.results.store import append_rows, load_results
 from ganbench.results.tables import published_table, render
 from ganbench.runs.one import _rows
@@ -125,6 +125,8 @@ def test_linspace_ring_has_seven_locations_and_counts_eight_modes_like_the_refer
     ({"setting": "a", "dataset": "ring8", "source": "T1", "valeus": {}}, "unknown key 'valeus'"),
     ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "std", "values": {"modes": [1, 2]}}, "needs the number of runs"),
     ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "se", "values": {"modes": [1, -2]}}, "spread >= 0"),
+    ({"setting": "a", "dataset": "ring8", "source": "T1", "spread": "se", "n": 1, "values": {"modes": [1, 2]}},
+     "one run has no standard error"),
     ({"setting": "a", "dataset": "ring8", "source": "T1", "values": {"modes": float("nan")}}, "must be finite"),
 ])
 def test_malformed_published_rows_are_one_line_errors(entry, message):
@@ -158,15 +160,22 @@ def test_verdicts_against_closed_forms():
     t1 = (m - 7.0) / (s / math.sqrt(n))
     _, p1, test1 = verdict(7.0, math.nan, 5, ours, True)
     assert test1 == "one-sample t" and p1 == pytest.approx(2 * stats.t.sf(t1, n - 1), rel=1e-9)
-    # no spread on either side: equal or not
+    # a published spread of 0 and none in ours: equal or not
     assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0, "exact")
-    assert verdict(7.9, math.nan, 5, np.array([8.0, 8.0]), True) == ("better", 0.0, "exact")
+    assert verdict(7.9, 0.0, 10, np.array([8.0, 8.0]), True) == ("better", 0.0, "exact")
+    # an unknown published spread is not a spread of 0: a mean of 6.8 modes says the paper's runs
+    # differed, so seeds that all found 8 leave nothing to test
+    assert untestable(math.nan, np.array([8.0] * 5)).startswith("no spread on either side")
+    with pytest.raises(ValueError, match="no spread on either side"):
+        verdict(6.8, math.nan, 0, np.array([8.0] * 5), True)
+    assert untestable(math.nan, np.array([8.0, 7.0])) == "" and untestable(0.1, np.array([8.0])) == ""
+    assert untestable(0.0, np.array([8.0])) == untestable(math.nan, np.array([8.0])) == "1 finished seed, and no published spread to test it against"
     # one seed: Student's t with the published runs' spread, 9 degrees of freedom. By hand: 18 against
     # 17.3 ± 0.8 se over 10 runs (sd 2.530): t = 0.7 / (2.530 * sqrt(1 + 1/10)) = 0.2638, p = 0.798
     one = verdict(17.3, 0.8, 10, np.array([18.0]), True)
     assert one[0] == "consistent" and one[2] == "t, published spread" and one[1] == pytest.approx(0.7978, abs=1e-4)
     assert verdict(0.948, 0.007, 10, np.array([0.84]), True)[:1] == ("worse",)  # t = -4.65, p = 0.0012
-    with pytest.raises(ValueError, match="published spread"):
+    with pytest.raises(ValueError, match="no published spread"):
         verdict(3.3, math.nan, 5, np.array([5.0]), True)  # (the table calls that one 'not comparable')
 
 
@@ -232,7 +241,7 @@ def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, 
     single = tmp_path / "single"
     assert main(["run", "--suite", "paper-tiny", "--out", str(single), "--seeds", "0", "--no-progress"]) == 0
     one = published_table(load_results(single)).set_index("metric")
-    assert one.loc["hq", "verdict"] == "not comparable: 1 finished seed, no interval"  # no published spread
+    assert one.loc["hq", "verdict"] == "not comparable: 1 finished seed, and no published spread to test it against"  # no published spread
     # against a published spread, one seed is tested as one more run of the paper's: kl far below 5.0 ± 0.01 se
     assert set(one.loc[["modes", "kl"], "test"]) == {"t, published spread"} and one.loc["kl", "verdict"] == "better"
     assert one.loc["kl", "n"] == 1 and math.isnan(one.loc["kl", "se"])
@@ -242,6 +251,28 @@ def test_a_changed_config_or_missing_run_is_not_comparable(paper_run, tmp_path, 
     assert main(["run", "--dataset", "ring8", "--out", str(plain), "--set", "steps=5", "--no-progress"]) == 0
     assert main(["table", str(plain), "--published"]) == 2
     assert "no published numbers for these results" in capsys.readouterr().err
+
+
+def test_seeds_of_two_protocols_are_never_pooled_and_diverged_seeds_are_counted_apart(paper_run):
+    """Seed 2 evaluated under another protocol (say, another classifier's weights) gets a line of its
+    own; a seed that diverged is not in n, mean or se, and the table says how many did."""
+    df = load_results(paper_run)
+    final = df["final"].astype(bool)
+    kl = final & (df["metric"] == "kl")
+    values = df.loc[kl].set_index("seed")["value"].astype(float)
+    df.loc[kl & (df["seed"] == 2), "protocol_id"] = "0123456789ab"
+    df.loc[kl & (df["seed"] == 1), ["status", "value"]] = ["diverged", math.nan]
+    c = published_table(df)
+    lines = c[c["metric"] == "kl"].set_index("protocol")
+    assert len(lines) == 2 and set(lines.index) == {"0123456789ab", df.loc[kl & (df["seed"] == 0), "protocol_id"].iloc[0]}
+    first, other = lines.drop("0123456789ab").iloc[0], lines.loc["0123456789ab"]
+    assert (first["n"], first["diverged"], first["mean"]) == (1, 1, values[0])  # seed 1 diverged: not in the mean
+    assert (other["n"], other["diverged"], other["mean"]) == (1, 0, values[2])
+    shown = display(c).set_index(["setting", "metric"])
+    pid = first.name
+    assert shown.loc[(f"gan [protocol {pid}]", "kl"), "ganbench"].endswith("(n=1, 1 diverged)")
+    assert shown.loc[("gan [protocol 0123456789ab]", "kl"), "ganbench"].endswith("(n=1)")
+    assert shown.loc[("gan", "modes"), "ganbench"].endswith("se (n=3)")  # modes: one protocol, three seeds
 
 
 def test_the_reason_names_every_differing_key_and_counts_predating_keys_at_their_default():

@@ -10,8 +10,12 @@ is never set beside a number made under another protocol.
 
 Verdicts: ``consistent`` when the 95% interval of the difference contains 0 (Welch's t-test from
 the two means, spreads and counts, two-sided, 5% level; a one-sample t-test against the published
-mean when the paper gives no spread; an exact comparison when neither side has any spread; one
-seed: Student's t with the paper's spread), else ``better`` or ``worse`` in the metric's direction.
+mean, taken as exact, when the paper gives no spread; an exact comparison when the paper prints a
+spread of 0 and every seed gives the same value; one seed: Student's t with the paper's spread),
+else ``better`` or ``worse`` in the metric's direction. A paper that prints no spread against seeds
+that all give the same value leaves nothing to test: an unknown spread is not a spread of 0 (a
+published mean of 6.8 modes says the paper's runs differed), so that row is ``not comparable``.
+Each line is one test at the 5% level; nothing is corrected for the number of lines.
 """
 
 from __future__ import annotations
@@ -31,22 +35,24 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
             higher_is_better: bool) -> tuple[str, float, str]:
     """(verdict, two-sided p, the test that gave p) of ganbench's seed values ``ours`` against a
     published mean: Welch's t-test from the summary statistics, a one-sample t-test when the paper
-    printed no spread, or an exact comparison when neither side has any spread. One seed (which
-    has no spread of its own) needs the paper's: Student's t with the published runs' spread, the
-    pooled two-sample test in which the one run adds no degrees of freedom (is it a run like the
-    paper's?)."""
+    printed no spread (``pub_se`` NaN), or an exact comparison when the paper printed a spread of 0
+    and ours has none either. One seed (which has no spread of its own) needs the paper's:
+    Student's t with the published runs' spread, the pooled two-sample test in which the one run
+    adds no degrees of freedom (is it a run like the paper's?). ``untestable`` says when there is
+    no test; this raises ValueError then."""
+    why = untestable(pub_se, ours)
+    if why:
+        raise ValueError(why)
     ours = np.asarray(ours, dtype=float)
     n = len(ours)
     mean = float(ours.mean())
     if n == 1:
-        if not has_spread(pub_se):
-            raise ValueError("one seed needs a published spread to be tested")
         pub_n = max(pub_n, 2)  # (a standard error printed without n: as below)
         p = float(stats.ttest_ind_from_stats(mean, 0.0, 1, pub_mean, pub_se * math.sqrt(pub_n), pub_n,
                                              equal_var=True).pvalue)
         return _named(p, mean, pub_mean, higher_is_better), p, "t, published spread"
     sd = float(ours.std(ddof=1))
-    if (math.isnan(pub_se) or pub_se == 0) and sd == 0:
+    if pub_se == 0 and sd == 0:
         p, test = (1.0 if mean == pub_mean else 0.0), "exact"
     elif math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
         p, test = float(stats.ttest_1samp(ours, pub_mean).pvalue), "one-sample t"
@@ -77,9 +83,17 @@ def differing(rows: pd.DataFrame, cfg, most: int = 4) -> str:
     return "; ".join(parts) + (f"; and {len(keys) - most} more" if len(keys) > most else "")
 
 
-def has_spread(pub_se: float) -> bool:
-    """Whether a published row gives a spread a single seed can be tested against."""
-    return not math.isnan(pub_se) and pub_se > 0
+def untestable(pub_se: float, ours: np.ndarray) -> str:
+    """Why ganbench's seed values ``ours`` cannot be tested against a published mean with standard
+    error ``pub_se`` (NaN: none printed), or ''."""
+    ours = np.asarray(ours, dtype=float)
+    if len(ours) == 0:
+        return "no finished seed"
+    if len(ours) == 1 and not (pub_se > 0):  # (False for NaN)
+        return "1 finished seed, and no published spread to test it against"
+    if math.isnan(pub_se) and ours.min() == ours.max():
+        return "no spread on either side (the paper printed none, every seed gave the same value), no test"
+    return ""
 
 
 def _named(p: float, mean: float, pub_mean: float, higher_is_better: bool) -> str:
@@ -103,7 +117,10 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
     """One line per (published row, metric) of ``suite``: published and ganbench numbers and a verdict.
 
     ``final``: the final rows of a results folder (``tables.final_rows``); ``metrics``: the metric
-    registry, whose records give each metric's direction and current version."""
+    registry, whose records give each metric's direction and current version. Seeds evaluated under
+    different protocols (say, another classifier's weights) are never pooled: each protocol gets a
+    line of its own, named in the ``protocol`` column. ``n`` counts the finished seeds behind the
+    mean and its standard error; ``diverged`` the seeds that did not finish."""
     configs = {(label, cfg.dataset): cfg for label, cfg in suite.settings}
     rows = final[final["suite"] == suite.name] if "suite" in final.columns else final.iloc[0:0]
     out = []
@@ -115,7 +132,8 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
             line = {"suite": suite.name, "dataset": pub.dataset, "setting": pub.setting, "metric": metric,
                     "source": pub.source, "published_mean": pub_mean, "published_spread": pub_spread,
                     "published_spread_kind": pub.spread, "published_n": pub.n, "published_se": pub_se,
-                    "mean": math.nan, "se": math.nan, "n": 0, "diverged": 0, "p": math.nan, "test": ""}
+                    "protocol": "", "mean": math.nan, "se": math.nan, "n": 0, "diverged": 0, "p": math.nan,
+                    "test": ""}
             reason = None
             if cfg is None:
                 reason = f"suite has no setting {pub.setting!r} on {pub.dataset!r}"
@@ -133,36 +151,49 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
                     if current.empty:
                         reason = "evaluated under an older version of the metric"
                     mine = current
-            if reason is None:
-                ok = pd.to_numeric(mine.loc[mine["status"] == "ok", "value"], errors="coerce").dropna().to_numpy()
-                line.update(n=int(mine["seed"].nunique()), diverged=int((mine["status"] != "ok").sum()))
-                if len(ok):
-                    line.update(mean=float(ok.mean()), se=float(ok.std(ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan)
-                if len(ok) == 0 or (len(ok) == 1 and not has_spread(pub_se)):
-                    reason = f"{len(ok)} finished seed{'s' if len(ok) != 1 else ''}, no interval"
-                else:
-                    line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub.n, ok,
-                                                                       metrics[metric].higher_is_better)
             if reason is not None:
-                line["verdict"] = f"not comparable: {reason}"
-            out.append(line)
+                out.append({**line, "verdict": f"not comparable: {reason}"})
+                continue
+            for protocol, seeds in mine.groupby("protocol_id", sort=False):
+                out.append(_tested(dict(line, protocol=protocol), seeds, pub, pub_mean, pub_se,
+                                   metrics[metric].higher_is_better))
     return pd.DataFrame(out)
+
+
+def _tested(line: dict, seeds: pd.DataFrame, pub, pub_mean: float, pub_se: float, higher_is_better: bool) -> dict:
+    """``line`` with ganbench's mean, se, counts and verdict from the final rows ``seeds`` (one protocol)."""
+    ok = pd.to_numeric(seeds.loc[seeds["status"] == "ok", "value"], errors="coerce").dropna().to_numpy()
+    line.update(n=len(ok), diverged=int((seeds["status"] != "ok").sum()))
+    if len(ok):
+        line.update(mean=float(ok.mean()), se=float(ok.std(ddof=1) / math.sqrt(len(ok))) if len(ok) > 1 else math.nan)
+    why = untestable(pub_se, ok)
+    if why:
+        return dict(line, verdict=f"not comparable: {why}")
+    line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub.n, ok, higher_is_better)
+    return line
 
 
 def display(c: pd.DataFrame) -> pd.DataFrame:
     """``comparison`` as text columns for people: published mean ± spread (n) beside ganbench's mean ± se (n)."""
     out = []
-    for _, r in c.iterrows():
+    # a published number tested under several protocols: one line each, marked with its protocol
+    several = c.groupby(["suite", "dataset", "setting", "metric", "source"], sort=False)["protocol"].transform("size") > 1 \
+        if len(c) else pd.Series(dtype=bool)
+    for i, r in c.iterrows():
         d = _digits(r["published_mean"], r["mean"])
         kind = r["published_spread_kind"]
         pub = _fmt(r["published_mean"], d)
         if kind != "none":
             pub += f" ± {_fmt(r['published_spread'], d)} {kind}"
         pub += f" (n={r['published_n']})" if r["published_n"] else " (n not stated)"
-        ours = "—" if math.isnan(r["mean"]) else _fmt(r["mean"], d) + (
-            f" (n={r['n']})" if math.isnan(r["se"]) else f" ± {_fmt(r['se'], d)} se (n={r['n']})")
+        counts = f"n={r['n']}" + (f", {r['diverged']} diverged" if r["diverged"] else "")
+        if math.isnan(r["mean"]):
+            ours = f"— ({counts})" if r["diverged"] else "—"
+        else:
+            ours = _fmt(r["mean"], d) + (f" ({counts})" if math.isnan(r["se"]) else f" ± {_fmt(r['se'], d)} se ({counts})")
         tested = f"{r['verdict']} (p={r['p']:.2g}, {r['test']})" if r["test"] else r["verdict"]
-        out.append({"dataset": r["dataset"], "setting": r["setting"], "metric": r["metric"],
+        setting = r["setting"] + (f" [protocol {r['protocol']}]" if several[i] else "")
+        out.append({"dataset": r["dataset"], "setting": setting, "metric": r["metric"],
                     "published": pub, "ganbench": ours, "verdict": tested, "source": r["source"]})
     return pd.DataFrame(out, columns=["dataset", "setting", "metric", "published", "ganbench", "verdict", "source"])
 
@@ -170,10 +201,12 @@ def display(c: pd.DataFrame) -> pd.DataFrame:
 def legend(suites) -> list[str]:
     """The lines printed under a published comparison: how to read it, then each suite's citation and deviations."""
     lines = ["published: mean ± spread as printed (std or se) and the runs behind it; ganbench: mean ± standard "
-             "error over the suite's seeds (n); verdict: consistent when the difference is not significant at the 5% "
-             "level (two-sided; Welch's t-test from both means, spreads and run counts, a one-sample t-test of "
-             "ganbench's seeds when the paper printed no spread, or for one seed Student's t with the paper's spread "
-             "over its runs), else better or worse in the metric's direction"]
+             "error over the suite's finished seeds (n; seeds that diverged are counted apart); verdict: consistent "
+             "when the difference is not significant at the 5% level (two-sided; Welch's t-test from both means, "
+             "spreads and run counts; a one-sample t-test of ganbench's seeds, the published mean taken as exact, "
+             "when the paper printed no spread; an exact comparison when the paper printed a spread of 0 and the "
+             "seeds have none; for one seed Student's t with the paper's spread over its runs), else better or worse "
+             "in the metric's direction; each line is a test of its own, with no correction for the number of lines"]
     for s in suites:
         lines.append(f"{s.name}: {s.citation}")
         lines += [f"{s.name} deviation: {d}" for d in s.deviations]
