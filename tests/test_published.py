@@ -156,10 +156,18 @@ def test_verdicts_against_closed_forms():
     assert verdict(6.3, 0.05, 10, ours, True)[0] == "better"
     assert verdict(9.5, 0.1, 10, ours, True)[0] == "worse"
     assert verdict(9.5, 0.1, 10, ours, False)[0] == "better"  # lower is better: 7.6 beats 9.5
-    # no published spread: a one-sample t-test of ours against the published mean
-    t1 = (m - 7.0) / (s / math.sqrt(n))
+    # no published spread: the paper's 5 runs taken to spread as ours do (the hypothesis tested),
+    # Student's t on our 4 degrees of freedom; by hand, 7.6 against 7.0: t = 0.6 / (0.548 * sqrt(2/5))
+    # = 1.732, p = 0.158 (a one-sample t-test, the published mean taken as exact, would give 0.070)
     _, p1, test1 = verdict(7.0, math.nan, 5, ours, True)
-    assert test1 == "one-sample t" and p1 == pytest.approx(2 * stats.t.sf(t1, n - 1), rel=1e-9)
+    assert test1 == "t, our spread" and p1 == pytest.approx(0.1583, abs=1e-4)
+    t1 = (m - 7.0) / (s * math.sqrt(1 / n + 1 / 5))
+    assert p1 == pytest.approx(2 * stats.t.sf(t1, n - 1), rel=1e-12)
+    assert stats.ttest_1samp(ours, 7.0).pvalue == pytest.approx(0.0705, abs=1e-4)
+    # a mean printed without its n is taken as one run: the widest interval
+    t0 = (m - 7.0) / (s * math.sqrt(1 / n + 1))
+    assert verdict(7.0, math.nan, 0, ours, True)[1] == pytest.approx(2 * stats.t.sf(t0, n - 1), rel=1e-12)
+    assert verdict(5.0, math.nan, 5, ours, True)[0] == "better"  # t = 7.5, p = 0.0017
     # a published spread of 0 and none in ours: equal or not
     assert verdict(8.0, 0.0, 10, np.array([8.0, 8.0]), True) == ("consistent", 1.0, "exact")
     assert verdict(7.9, 0.0, 10, np.array([8.0, 8.0]), True) == ("better", 0.0, "exact")

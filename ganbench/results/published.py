@@ -9,10 +9,11 @@ protocol, are compared; anything else is ``not comparable`` with the reason, so 
 is never set beside a number made under another protocol.
 
 Verdicts: ``consistent`` when the 95% interval of the difference contains 0 (Welch's t-test from
-the two means, spreads and counts, two-sided, 5% level; a one-sample t-test against the published
-mean, taken as exact, when the paper gives no spread; an exact comparison when the paper prints a
-spread of 0 and every seed gives the same value; one seed: Student's t with the paper's spread),
-else ``better`` or ``worse`` in the metric's direction. A paper that prints no spread against seeds
+the two means, spreads and counts, two-sided, 5% level; when the paper gives no spread, Student's
+t with ganbench's spread for both sides, which is the paper's under the hypothesis tested (the same
+procedure), over the paper's n runs, or 1 when it does not say; an exact comparison when the paper
+prints a spread of 0 and every seed gives the same value; one seed: Student's t with the paper's
+spread), else ``better`` or ``worse`` in the metric's direction. A paper that prints no spread against seeds
 that all give the same value leaves nothing to test: an unknown spread is not a spread of 0 (a
 published mean of 6.8 modes says the paper's runs differed), so that row is ``not comparable``.
 Each line is one test at the 5% level; nothing is corrected for the number of lines.
@@ -34,12 +35,17 @@ LEVEL = 0.05  # two-sided significance level of the verdicts
 def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
             higher_is_better: bool) -> tuple[str, float, str]:
     """(verdict, two-sided p, the test that gave p) of ganbench's seed values ``ours`` against a
-    published mean: Welch's t-test from the summary statistics, a one-sample t-test when the paper
-    printed no spread (``pub_se`` NaN), or an exact comparison when the paper printed a spread of 0
-    and ours has none either. One seed (which has no spread of its own) needs the paper's:
-    Student's t with the published runs' spread, the pooled two-sample test in which the one run
-    adds no degrees of freedom (is it a run like the paper's?). ``untestable`` says when there is
-    no test; this raises ValueError then."""
+    published mean: Welch's t-test from the summary statistics, or an exact comparison when the
+    paper printed a spread of 0 and ours has none either. When one side has no spread the test
+    borrows the other's, which under the hypothesis tested (the same procedure) is its own:
+    - one seed against a published spread: Student's t with the published runs' spread, the pooled
+      two-sample test in which the one run adds no degrees of freedom (is it a run like the paper's?);
+    - no published spread (``pub_se`` NaN): Student's t with ganbench's spread for the paper's runs
+      too, t = (mean - pub_mean) / (sd sqrt(1/n + 1/pub_n)) on n - 1 degrees of freedom, a mean
+      printed without its n taken as one run (the widest interval: the least eager to call a
+      difference). Treating the published mean as exact (a one-sample t-test) would leave out its
+      own sampling error and call differences too eagerly.
+    ``untestable`` says when there is no test; this raises ValueError then."""
     why = untestable(pub_se, ours)
     if why:
         raise ValueError(why)
@@ -54,8 +60,9 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
     sd = float(ours.std(ddof=1))
     if pub_se == 0 and sd == 0:
         p, test = (1.0 if mean == pub_mean else 0.0), "exact"
-    elif math.isnan(pub_se):  # no published spread: is the published mean inside ours' interval?
-        p, test = float(stats.ttest_1samp(ours, pub_mean).pvalue), "one-sample t"
+    elif math.isnan(pub_se):  # no published spread: the paper's runs spread as ours do
+        t = (mean - pub_mean) / (sd * math.sqrt(1 / n + 1 / max(pub_n, 1)))
+        p, test = float(2 * stats.t.sf(abs(t), n - 1)), "t, our spread"
     else:
         # Welch from summary statistics; a standard error printed without n is taken as from 2 runs,
         # the fewest that give one (the widest interval, so the least eager to call a difference)
@@ -203,8 +210,8 @@ def legend(suites) -> list[str]:
     lines = ["published: mean ± spread as printed (std or se) and the runs behind it; ganbench: mean ± standard "
              "error over the suite's finished seeds (n; seeds that diverged are counted apart); verdict: consistent "
              "when the difference is not significant at the 5% level (two-sided; Welch's t-test from both means, "
-             "spreads and run counts; a one-sample t-test of ganbench's seeds, the published mean taken as exact, "
-             "when the paper printed no spread; an exact comparison when the paper printed a spread of 0 and the "
+             "spreads and run counts; when the paper printed no spread, Student's t with ganbench's spread for the "
+             "paper's runs too, over its n runs or 1 when it does not say; an exact comparison when the paper printed a spread of 0 and the "
              "seeds have none; for one seed Student's t with the paper's spread over its runs), else better or worse "
              "in the metric's direction; each line is a test of its own, with no correction for the number of lines"]
     for s in suites:
