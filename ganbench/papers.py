@@ -43,7 +43,7 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
     """The ``[[published]]`` tables of a suite file; malformed entries are UserErrors naming the file."""
     if not isinstance(entries, list):
         raise UserError(f"{where}: 'published' must be a list of tables ([[published]])")
-    out = []
+    out, seen = [], set()  # seen: (setting, dataset, source, metric), each given once
     for i, e in enumerate(entries):
         at = f"{where}: published[{i}]"
         if not isinstance(e, dict):
@@ -77,6 +77,13 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
             if not all(math.isfinite(x) for x in pair) or (len(pair) == 2 and pair[1] < 0):
                 raise UserError(f"{at}: values.{metric} must be finite, with a spread >= 0, got {v!r}")
             values.append((str(metric), float(pair[0]), float(pair[1]) if len(pair) == 2 else math.nan))
-        out.append(Published(str(e["setting"]), str(e["dataset"]), str(e["source"]), n, spread,
-                             tuple(values), str(e.get("note", ""))))
+        row = Published(str(e["setting"]), str(e["dataset"]), str(e["source"]), n, spread, tuple(values),
+                        str(e.get("note", "")))
+        for metric, _, _ in values:
+            key = (row.setting, row.dataset, row.source, metric)
+            if key in seen:
+                raise UserError(f"{at}: values.{metric}: a second number for setting {row.setting!r} on "
+                                f"{row.dataset!r} from {row.source!r}")
+            seen.add(key)
+        out.append(row)
     return tuple(out)

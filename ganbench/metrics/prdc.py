@@ -14,15 +14,15 @@ density and coverage (Naeem et al.'s code, under which identical sets have densi
 Distances are squared Euclidean in float64 by the expanded formula |a|^2 + |b|^2 - 2 a.b on
 features shifted by (about) the real mean, which keeps the cancellation small. Its rounding error
 is below (2 D + 4) eps (|a|^2 + |b|^2) (each of a.b, |a|^2 and |b|^2 to within D eps of its size,
-plus the sums); a squared distance within that bound of 0 (taken with the largest |a|^2 of either
-set, one bound for the whole call, so it does not depend on the blocks) is set to exactly 0. So
+plus the sums); a squared distance within its own pair's bound of 0 is set to exactly 0. So
 identical points are at distance 0 in every pass, and a tie at 0 is decided as in exact arithmetic
 (duplicated points: a ball of radius 0 holds no point under ``<`` and its copies under ``<=``).
 Equal nonzero distances (the copies of a point seen from a third point, lattice data) are decided
-by float64 rounding, which may differ between passes. They are computed one block of rows at a time and never as a full N x M matrix. Peak memory beyond the caller's
-arrays: one float64 copy of each feature set ((N + M) D 8 bytes; 1.6 GB for 50,000 x 2,048 each)
-plus one block of at most ``block_bytes`` and its partition copy and masks (about 2.5 blocks; the
-default block is 128 MiB), so about 2 GB at 50,000 x 2,048. Time at that size: three passes of
+by float64 rounding, which may differ between passes. They are computed one block of rows at a
+time and never as a full N x M matrix. Peak memory beyond the caller's arrays: one float64 copy of
+each feature set ((N + M) D 8 bytes; 1.6 GB for 50,000 x 2,048 each) plus one block of at most
+``block_bytes`` and its rounding bounds or partition copy and masks (about 2.5 blocks; the default
+block is 128 MiB), so about 2 GB at 50,000 x 2,048. Time at that size: three passes of
 N^2 D multiply-adds in float64 (about 10 minutes on 2 CPU cores).
 """
 
@@ -74,24 +74,19 @@ def _rows_per_block(cols: int, block_bytes: int) -> int:
     return max(1, int(block_bytes) // (8 * cols))
 
 
-def _zero_below(*sets: np.ndarray) -> float:
-    """The squared distance under which a pair of rows of ``sets`` is at 0 up to rounding:
-    (2 D + 4) eps (|a|^2 + |b|^2) with the largest |a|^2 of any set."""
-    top = max(float(np.einsum("ij,ij->i", x, x).max()) for x in sets)
-    return (2 * sets[0].shape[1] + 4) * np.finfo(np.float64).eps * 2 * top
-
-
-def _sq_dists(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray, zero: float) -> np.ndarray:
-    """(len(a), len(b)) squared distances; those at most ``zero`` (rounding) are 0."""
+def _sq_dists(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared distances; one within the rounding bound (2 D + 4) eps (|a|^2 + |b|^2)
+    of 0 is 0."""
     d2 = a @ b.T
     d2 *= -2.0
-    d2 += a_sq[:, None]
-    d2 += b_sq[None, :]
-    d2[d2 <= zero] = 0.0
+    bound = np.add.outer(a_sq, b_sq)
+    d2 += bound
+    bound *= (2 * a.shape[1] + 4) * np.finfo(np.float64).eps
+    d2[d2 <= bound] = 0.0
     return d2
 
 
-def knn_sq_radii(x: np.ndarray, ks: tuple[int, ...], zero: float, block_bytes: int = BLOCK_BYTES) -> dict[int, np.ndarray]:
+def knn_sq_radii(x: np.ndarray, ks: tuple[int, ...], block_bytes: int = BLOCK_BYTES) -> dict[int, np.ndarray]:
     """{k: (N,) squared distance from each row of x to its k-th nearest other row}."""
     n = len(x)
     sq = np.einsum("ij,ij->i", x, x)
@@ -99,7 +94,7 @@ def knn_sq_radii(x: np.ndarray, ks: tuple[int, ...], zero: float, block_bytes: i
     rows = _rows_per_block(n, block_bytes)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        d2 = _sq_dists(x[start:stop], sq[start:stop], x, sq, zero)
+        d2 = _sq_dists(x[start:stop], sq[start:stop], x, sq)
         d2[np.arange(stop - start), np.arange(start, stop)] = np.inf  # a point is not its own neighbour
         part = np.partition(d2, [k - 1 for k in ks], axis=1)
         for k in ks:
@@ -107,7 +102,7 @@ def knn_sq_radii(x: np.ndarray, ks: tuple[int, ...], zero: float, block_bytes: i
     return radii
 
 
-def _cross(fake, real, real_pr, fake_pr, real_dc, zero, block_bytes) -> dict[str, float]:
+def _cross(fake, real, real_pr, fake_pr, real_dc, block_bytes) -> dict[str, float]:
     """One pass over real x generated distances; a radius argument of None skips its metrics.
 
     Returns precision, recall, coverage and ``inside``, the number of (generated point, real
@@ -121,7 +116,7 @@ def _cross(fake, real, real_pr, fake_pr, real_dc, zero, block_bytes) -> dict[str
     rows = _rows_per_block(len(fake), block_bytes)
     for start in range(0, len(real), rows):
         blk = slice(start, min(start + rows, len(real)))
-        d2 = _sq_dists(real[blk], r_sq[blk], fake, f_sq, zero)  # (b, N generated)
+        d2 = _sq_dists(real[blk], r_sq[blk], fake, f_sq)  # (b, N generated)
         if real_pr is not None:
             fake_in_real |= (d2 <= real_pr[blk, None]).any(axis=0)
             real_in_fake[blk] = (d2 <= fake_pr[None, :]).any(axis=1)
@@ -139,27 +134,24 @@ def _cross(fake, real, real_pr, fake_pr, real_dc, zero, block_bytes) -> dict[str
 def precision_recall(fake, real, *, k: int = K_PR, block_bytes: int = BLOCK_BYTES) -> tuple[float, float]:
     """(precision, recall) of (N, D) generated against (M, D) real features."""
     fake, real = _prepare(fake, real, k, k)
-    zero = _zero_below(fake, real)
-    r_real = knn_sq_radii(real, (k,), zero, block_bytes)[k]
-    r_fake = knn_sq_radii(fake, (k,), zero, block_bytes)[k]
-    out = _cross(fake, real, r_real, r_fake, None, zero, block_bytes)
+    r_real = knn_sq_radii(real, (k,), block_bytes)[k]
+    r_fake = knn_sq_radii(fake, (k,), block_bytes)[k]
+    out = _cross(fake, real, r_real, r_fake, None, block_bytes)
     return out["precision"], out["recall"]
 
 
 def density_coverage(fake, real, *, k: int = K_DC, block_bytes: int = BLOCK_BYTES) -> tuple[float, float]:
     """(density, coverage) of (N, D) generated against (M, D) real features."""
     fake, real = _prepare(fake, real, 0, k)  # the generated points' own neighbours are not used
-    zero = _zero_below(fake, real)
-    r_real = knn_sq_radii(real, (k,), zero, block_bytes)[k]
-    out = _cross(fake, real, None, None, r_real, zero, block_bytes)
+    r_real = knn_sq_radii(real, (k,), block_bytes)[k]
+    out = _cross(fake, real, None, None, r_real, block_bytes)
     return out["inside"] / (k * len(fake)), out["coverage"]
 
 
 def prdc(fake, real, *, k_pr: int = K_PR, k_dc: int = K_DC, block_bytes: int = BLOCK_BYTES) -> PRDC:
     """All four metrics with shared distance passes (real radii for both k at once)."""
     fake, real = _prepare(fake, real, k_pr, max(k_pr, k_dc))  # recall: the generated points' k_pr-th neighbours
-    zero = _zero_below(fake, real)
-    r_real = knn_sq_radii(real, tuple(sorted({k_pr, k_dc})), zero, block_bytes)
-    r_fake = knn_sq_radii(fake, (k_pr,), zero, block_bytes)[k_pr]
-    out = _cross(fake, real, r_real[k_pr], r_fake, r_real[k_dc], zero, block_bytes)
+    r_real = knn_sq_radii(real, tuple(sorted({k_pr, k_dc})), block_bytes)
+    r_fake = knn_sq_radii(fake, (k_pr,), block_bytes)[k_pr]
+    out = _cross(fake, real, r_real[k_pr], r_fake, r_real[k_dc], block_bytes)
     return PRDC(out["precision"], out["recall"], out["inside"] / (k_dc * len(fake)), out["coverage"])

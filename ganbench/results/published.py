@@ -52,14 +52,14 @@ def verdict(pub_mean: float, pub_se: float, pub_n: int, ours: np.ndarray,
     ours = np.asarray(ours, dtype=float)
     n = len(ours)
     mean = float(ours.mean())
-    if n == 1:
+    sd = float(ours.std(ddof=1)) if n > 1 else 0.0
+    if pub_se == 0 and sd == 0:
+        p, test = (1.0 if mean == pub_mean else 0.0), "exact"
+    elif n == 1:
         pub_n = max(pub_n, 2)  # (a standard error printed without n: as below)
         p = float(stats.ttest_ind_from_stats(mean, 0.0, 1, pub_mean, pub_se * math.sqrt(pub_n), pub_n,
                                              equal_var=True).pvalue)
-        return _named(p, mean, pub_mean, higher_is_better), p, "t, published spread"
-    sd = float(ours.std(ddof=1))
-    if pub_se == 0 and sd == 0:
-        p, test = (1.0 if mean == pub_mean else 0.0), "exact"
+        test = "t, published spread"
     elif math.isnan(pub_se):  # no published spread: the paper's runs spread as ours do
         t = (mean - pub_mean) / (sd * math.sqrt(1 / n + 1 / max(pub_n, 1)))
         p, test = float(2 * stats.t.sf(abs(t), n - 1)), "t, our spread"
@@ -96,9 +96,11 @@ def untestable(pub_se: float, ours: np.ndarray) -> str:
     ours = np.asarray(ours, dtype=float)
     if len(ours) == 0:
         return "no finished seed"
-    if len(ours) == 1 and not (pub_se > 0):  # (False for NaN)
+    if not np.isfinite(ours).all():
+        return "a seed's value is not finite"
+    if math.isnan(pub_se) and len(ours) == 1:
         return "1 finished seed, and no published spread to test it against"
-    if math.isnan(pub_se) and ours.min() == ours.max():
+    if math.isnan(pub_se) and ours.std(ddof=1) == 0:
         return "no spread on either side (the paper printed none, every seed gave the same value), no test"
     return ""
 
@@ -161,8 +163,8 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
             if reason is not None:
                 out.append({**line, "verdict": f"not comparable: {reason}"})
                 continue
-            for protocol, seeds in mine.groupby("protocol_id", sort=False):
-                out.append(_tested(dict(line, protocol=protocol), seeds, pub, pub_mean, pub_se,
+            for protocol, seeds in mine.groupby("protocol_id", sort=False, dropna=False):
+                out.append(_tested(dict(line, protocol=protocol if isinstance(protocol, str) else ""), seeds, pub, pub_mean, pub_se,
                                    metrics[metric].higher_is_better))
     return pd.DataFrame(out)
 
