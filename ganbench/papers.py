@@ -63,7 +63,8 @@ def parse_published(entries, where: str) -> tuple[Published, ...]:
         if spread == "std" and n < 2:
             raise UserError(f"{at}: a standard deviation needs the number of runs behind it (n >= 2)")
         if spread == "se" and n == 1:
-            raise UserError(f"{at}: one run has no standard error (give n >= 2, or leave n out when the paper does not state it)")
+            raise UserError(f"{at}: one run has no standard error (give n >= 2, or leave n out when the paper "
+                            "does not state it)")
         values = []
         if not isinstance(e["values"], dict) or not e["values"]:
             raise UserError(f"{at}: values must be a table of metric = mean or [mean, spread]")

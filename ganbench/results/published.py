@@ -13,9 +13,10 @@ the two means, spreads and counts, two-sided, 5% level; when the paper gives no 
 t with ganbench's spread for both sides, which is the paper's under the hypothesis tested (the same
 procedure), over the paper's n runs, or 1 when it does not say; an exact comparison when the paper
 prints a spread of 0 and every seed gives the same value; one seed: Student's t with the paper's
-spread), else ``better`` or ``worse`` in the metric's direction. A paper that prints no spread against seeds
-that all give the same value leaves nothing to test: an unknown spread is not a spread of 0 (a
-published mean of 6.8 modes says the paper's runs differed), so that row is ``not comparable``.
+spread), else ``better`` or ``worse`` in the metric's direction. A paper that prints no spread
+against seeds that all give the same value leaves nothing to test: an unknown spread is not a
+spread of 0 (a published mean of 6.8 modes says the paper's runs differed), so that row is ``not
+comparable``.
 Each line is one test at the 5% level; nothing is corrected for the number of lines.
 """
 
@@ -164,12 +165,13 @@ def comparison(final: pd.DataFrame, suite, metrics) -> pd.DataFrame:
                 out.append({**line, "verdict": f"not comparable: {reason}"})
                 continue
             for protocol, seeds in mine.groupby("protocol_id", sort=False, dropna=False):
-                out.append(_tested(dict(line, protocol=protocol if isinstance(protocol, str) else ""), seeds, pub, pub_mean, pub_se,
-                                   metrics[metric].higher_is_better))
+                line["protocol"] = protocol if isinstance(protocol, str) else ""  # (NaN: rows without one)
+                out.append(_tested(dict(line), seeds, pub.n, pub_mean, pub_se, metrics[metric].higher_is_better))
     return pd.DataFrame(out)
 
 
-def _tested(line: dict, seeds: pd.DataFrame, pub, pub_mean: float, pub_se: float, higher_is_better: bool) -> dict:
+def _tested(line: dict, seeds: pd.DataFrame, pub_n: int, pub_mean: float, pub_se: float,
+            higher_is_better: bool) -> dict:
     """``line`` with ganbench's mean, se, counts and verdict from the final rows ``seeds`` (one protocol)."""
     ok = pd.to_numeric(seeds.loc[seeds["status"] == "ok", "value"], errors="coerce").dropna().to_numpy()
     line.update(n=len(ok), diverged=int((seeds["status"] != "ok").sum()))
@@ -178,7 +180,7 @@ def _tested(line: dict, seeds: pd.DataFrame, pub, pub_mean: float, pub_se: float
     why = untestable(pub_se, ok)
     if why:
         return dict(line, verdict=f"not comparable: {why}")
-    line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub.n, ok, higher_is_better)
+    line["verdict"], line["p"], line["test"] = verdict(pub_mean, pub_se, pub_n, ok, higher_is_better)
     return line
 
 
@@ -186,8 +188,8 @@ def display(c: pd.DataFrame) -> pd.DataFrame:
     """``comparison`` as text columns for people: published mean ± spread (n) beside ganbench's mean ± se (n)."""
     out = []
     # a published number tested under several protocols: one line each, marked with its protocol
-    several = c.groupby(["suite", "dataset", "setting", "metric", "source"], sort=False)["protocol"].transform("size") > 1 \
-        if len(c) else pd.Series(dtype=bool)
+    key = ["suite", "dataset", "setting", "metric", "source"]  # one published number (papers.py refuses repeats)
+    several = c.groupby(key, sort=False)["protocol"].transform("size") > 1 if len(c) else pd.Series(dtype=bool)
     for i, r in c.iterrows():
         d = _digits(r["published_mean"], r["mean"])
         kind = r["published_spread_kind"]
@@ -199,7 +201,8 @@ def display(c: pd.DataFrame) -> pd.DataFrame:
         if math.isnan(r["mean"]):
             ours = f"— ({counts})" if r["diverged"] else "—"
         else:
-            ours = _fmt(r["mean"], d) + (f" ({counts})" if math.isnan(r["se"]) else f" ± {_fmt(r['se'], d)} se ({counts})")
+            spread = "" if math.isnan(r["se"]) else f" ± {_fmt(r['se'], d)} se"
+            ours = f"{_fmt(r['mean'], d)}{spread} ({counts})"
         tested = f"{r['verdict']} (p={r['p']:.2g}, {r['test']})" if r["test"] else r["verdict"]
         setting = r["setting"] + (f" [protocol {r['protocol']}]" if several[i] else "")
         out.append({"dataset": r["dataset"], "setting": setting, "metric": r["metric"],
@@ -213,8 +216,8 @@ def legend(suites) -> list[str]:
              "error over the suite's finished seeds (n; seeds that diverged are counted apart); verdict: consistent "
              "when the difference is not significant at the 5% level (two-sided; Welch's t-test from both means, "
              "spreads and run counts; when the paper printed no spread, Student's t with ganbench's spread for the "
-             "paper's runs too, over its n runs or 1 when it does not say; an exact comparison when the paper printed a spread of 0 and the "
-             "seeds have none; for one seed Student's t with the paper's spread over its runs), else better or worse "
+             "paper's runs too, over its n runs or 1 when it does not say; an exact comparison when the paper "
+             "printed a spread of 0 and the seeds have none; for one seed Student's t with the paper's spread over its runs), else better or worse "
              "in the metric's direction; each line is a test of its own, with no correction for the number of lines"]
     for s in suites:
         lines.append(f"{s.name}: {s.citation}")
