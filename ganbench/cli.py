@@ -273,8 +273,9 @@ def cmd_run(args) -> int:
     n = len(suite.runs())
     if executor.kind == "ray":
         where = "Ray"
-    elif executor.parallel:  # the pool starts no more processes than there are runs left
-        procs, each = min(executor.jobs, max(1, n - len(finished_run_ids(out)))), executor.threads_per_run
+    elif executor.parallel:  # the pool starts no more processes than this suite has runs left
+        left = {c.run_id for _, c in suite.runs()} - finished_run_ids(out)
+        procs, each = min(executor.jobs, max(1, len(left))), executor.threads_per_run
         where = f"{device}, {procs} process{'es' * (procs > 1)} ({each} torch thread{'s' * (each > 1)} each)"
     else:
         where = f"{device} ({torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)})"

@@ -14,6 +14,9 @@
 #          --checkpoint-every N
 #                       steps between a run's checkpoints (default: a tenth of the run), so a
 #                       stopped part loses at most that much
+#          --seeds S    train only these seeds of each part (0,1,2 or 0-4; default: the suite's),
+#                       for a stretch that must end on a run's last step; the tables always take
+#                       every finished seed
 #
 # Writes OUT/published.md (the verdict table of every suite, the suites' scale and deviations, and
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
@@ -36,15 +39,16 @@ all_parts=(
     paper-pacgan-2d:gan,pacgan2
     paper-pacgan-stacked-mnist:dcgan,pacdcgan2
 )
-parts=() work=ganbench-leaderboard-work out=results jobs=2 train=1 every=0
+parts=() work=ganbench-leaderboard-work out=results jobs=2 train=1 every=0 seeds=()
 while [ $# -gt 0 ]; do
     case $1 in
         --work) work=$2; shift ;;
         --out) out=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --checkpoint-every) every=$2; shift ;;
+        --seeds) seeds=(--seeds "$2"); shift ;;
         --tables-only) train= ;;
-        -*) echo "usage: $0 [--work DIR] [--out DIR] [--jobs N] [--checkpoint-every N] [--tables-only] [suite:setting ...]" >&2; exit 2 ;;
+        -*) echo "usage: $0 [--work DIR] [--out DIR] [--jobs N] [--checkpoint-every N] [--seeds S] [--tables-only] [suite:setting ...]" >&2; exit 2 ;;
         *) parts+=("$1") ;;
     esac
     shift
@@ -81,7 +85,7 @@ if [ -n "$train" ]; then
         [ "$before" -lt "$total" ] || { echo "$part: all $total runs finished"; continue; }
         start=$(date +%s)
         "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
-            --jobs "$jobs" --threads 1 --checkpoint-every "$every" || echo "$part: stopped, or some runs failed (recorded in the folder)"
+            --jobs "$jobs" --threads 1 --checkpoint-every "$every" "${seeds[@]}" || echo "$part: stopped, or some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
         echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc --all),$jobs" >> "$timings"
     done

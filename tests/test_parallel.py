@@ -287,6 +287,17 @@ def test_default_jobs_run_one_process_per_core_of_one_thread(tmp_path, capsys, m
     assert "= 2 runs on cpu (2 torch threads) ->" in line  # 2 cores hold one process of 2 threads
 
 
+def test_run_line_counts_the_processes_of_this_suite_only(tmp_path, capsys, monkeypatch):
+    """The run line's process count leaves out only this suite's finished runs: two new seeds in a
+    folder that already holds two finished runs still go to 2 processes, as the pool starts them."""
+    _auto_run(tmp_path, capsys, monkeypatch, "same", [0, 1])
+    line, rows = _auto_run(tmp_path, capsys, monkeypatch, "same", [2, 3])
+    assert "= 2 runs on cpu, 2 processes (1 torch thread each) ->" in line
+    assert {r["seed"] for r in rows} == {0, 1, 2, 3}
+    line, _ = _auto_run(tmp_path, capsys, monkeypatch, "same", [3, 4])  # seed 3 is done: 1 left
+    assert "= 2 runs on cpu, 1 process (1 torch thread each) ->" in line
+
+
 @pytest.mark.parametrize("value, message", [
     ("0", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got '0'"),
     (" ", "GANBENCH_JOBS must be a number of processes (>= 1) or auto, got ' '"),

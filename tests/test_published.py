@@ -356,6 +356,29 @@ def test_published_script_lists_the_runs_under_way(tmp_path):
     assert md.count("Under way") == 1  # the other suites have no run folders
 
 
+@pytest.mark.parametrize("extra, forwarded", [([], []), (["--seeds", "2"], ["--seeds", "2"])])
+def test_published_script_trains_the_parts_given_and_only_the_seeds_given(tmp_path, extra, forwarded):
+    """scripts/published.sh SUITE:SETTING runs `ganbench run` once for that part, with --resume and
+    the script's options; --seeds reaches it as given (the suite's own seeds otherwise), and the
+    stretch is recorded in published-timings.csv with the part's finished and total runs."""
+    log = tmp_path / "argv"
+    fake = tmp_path / "ganbench"  # records its arguments instead of training
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {log}\n')
+    fake.chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
+    env = {**os.environ, "GANBENCH": str(fake), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                           "--jobs", "2", "--checkpoint-every", "10000", *extra, "paper-pacgan-2d:pacgan2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().split("\n")[:-1] == [
+        "run", "--suite", "paper-pacgan-2d", "--setting", "pacgan2", "--out", str(tmp_path / "work" / "paper-pacgan-2d"),
+        "--resume", "--no-progress", "--jobs", "2", "--threads", "1", "--checkpoint-every", "10000", *forwarded]
+    timings = pd.read_csv(tmp_path / "out" / "published-timings.csv")
+    assert timings[["suite", "setting", "runs_finished", "runs_total", "jobs"]].values.tolist() == [
+        ["paper-pacgan-2d", "pacgan2", 0, 20, 2]]
+
+
 def _published_script(work: Path, out: Path) -> str:
     """scripts/published.sh --tables-only on a work folder; returns its published.md."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
