@@ -44,7 +44,7 @@ from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
 from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
 from ganbench.runs.ray import require_ray
-from ganbench.runs.suite import run_suite, validate_suite
+from ganbench.runs.suite import check_names, run_suite, validate_suite
 from ganbench.runs.tensorboard import require as require_tensorboard
 from ganbench.runs.torchrun import check_suite
 from ganbench.samples import check_eval_overrides, load_source
@@ -193,7 +193,9 @@ def _suite_from_args(args):
         if args.setting:
             raise UserError("--setting selects settings of a suite; it takes no --model/--loss/--dataset")
         return single_setting_suite({**single, **overrides}, args.seeds or [0])
-    return select_settings(load_suite(args.suite or "quick", overrides, args.seeds), args.setting)
+    suite = load_suite(args.suite or "quick", overrides, args.seeds)
+    check_names(suite)  # the settings --setting leaves out too: a typo anywhere in the file is an error
+    return select_settings(suite, args.setting)
 
 
 @contextlib.contextmanager
@@ -310,6 +312,8 @@ def cmd_eval(args) -> int:
                             f"leave it out for the dataset's")
     DATASETS[args.dataset]  # unknown dataset: error before any loading
     check_output_folder(Path(args.out))
+    if (Path(args.out) / RESULTS).is_file():
+        load_rows(Path(args.out))  # rows appended after a corrupt line would be unreadable too: refused first
     if args.name is not None and not args.name.strip():
         raise UserError("--name is empty; give the label the table should show")
     samples, cfg, label, source, step, labels = load_source(values, device, args.generator, args.samples, args.z_dim)

@@ -372,6 +372,9 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
     ids = [cfg.run_id for _, cfg in settings]
     if len(set(ids)) != len(ids):
         raise UserError(f"{where}: two settings give the same config")
+    named = [(label, cfg.dataset) for label, cfg in settings]  # what tables, checks and --baseline go by
+    if twice := next((k for k in named if named.count(k) > 1), None):
+        raise UserError(f"{where}: two settings are labelled {twice[0]!r} on {twice[1]!r}; give each its own label")
     protocol = doc.get("protocol", {})
     deviations = doc.get("deviations", [])
     if not isinstance(protocol, dict) or not all(isinstance(v, str) for v in protocol.values()):

@@ -8,6 +8,8 @@ Images become float32 (N, C, H, W) in [-1, 1] (uint8 x -> x / 127.5 - 1, never m
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples", "eval_bn_batch", "metrics", "seed")
 _ELSEWHERE = {"dataset": "give it with --dataset",
               "z_dim": "give it with --z-dim (TorchScript files and callables; a checkpoint has its own)"}
+
+# what reading a damaged or truncated .npz raises (a truncated one is no zip file; a torn member
+# fails to inflate or ends early)
+NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def eval_fields() -> tuple[str, ...]:
@@ -143,7 +149,7 @@ def load_npz_labelled(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor,
         raise
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
-    except (ValueError, OSError) as e:
+    except NPZ_ERRORS as e:
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     return to_model_range(arr, shape, str(path)), labels
 
@@ -222,7 +228,10 @@ def load_callable(spec: str):
     module = load_plugin(target)
     if not hasattr(module, name):
         raise UserError(f"{target} has no attribute {name!r}")
-    return getattr(module, name)
+    obj = getattr(module, name)
+    if not callable(obj):
+        raise UserError(f"{spec}: {name} is not callable ({type(obj).__name__}); name a module or a function")
+    return obj
 
 
 def load_source(values: dict, device: torch.device, generator: str | None, samples: str | None,
@@ -341,7 +350,7 @@ def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tens
                 ab, ba = None, None
     except UserError:
         raise
-    except (ValueError, OSError) as e:
+    except NPZ_ERRORS as e:
         raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     if ab is None:
         return load_npz(path, shape), None, "npz"

@@ -56,6 +56,18 @@ def test_check_verdicts(tmp_path):
         compare(_rows([0.8, 0.8], protocol="p2"), base)
 
 
+@pytest.mark.parametrize("key", ["label", "dataset", "protocol_id"])
+def test_rows_without_a_key_are_refused_and_leave_the_baseline_alone(tmp_path, key):
+    """Rows missing a field a baseline entry is keyed by are refused before anything is written:
+    an entry of NaN would overwrite a good baseline with one that cannot be read back."""
+    path = tmp_path / "base.json"
+    write_baseline(_rows(BASE30), path)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=f"^the results: rows of metric 'hq' have no {key}; not rows that ganbench wrote$"):
+        write_baseline(_rows(BASE30).assign(**{key: None}), path)
+    assert path.read_bytes() == before
+
+
 def _write(tmp_path, rows, name="other.json"):
     write_baseline(rows, tmp_path / name)
     return tmp_path / name

@@ -11,6 +11,7 @@ from ganbench.config import (
     suite_from_dict,
 )
 from ganbench.errors import UserError
+from ganbench.results.store import load_rows
 
 
 def test_defaults_are_valid_and_hash_is_stable():
@@ -128,12 +129,34 @@ def test_suite_matrix_settings_and_seeds():
     ({"seeds": [0, 0], "settings": [{}]}, "repeated seed"),
     ({"matrix": {"dataset": "ring8"}}, "must be a non-empty list"),
     ({"settings": [{"loss": "ns"}, {"loss": "ns"}]}, "same config"),
+    ({"matrix": {"dataset": ["ring8", "grid25"]}, "settings": [{"loss": "ns", "label": "a"}, {"loss": "hinge", "label": "a"}]},
+     r"^bad.toml: two settings are labelled 'a' on 'ring8'; give each its own label$"),
     ({"defaults": {"steps": 0}, "settings": [{}]}, "'steps' must be > 0"),
     ({"defaults": {"steps": 10}}, "the suite has no settings"),
 ])
 def test_bad_suites(doc, message):
     with pytest.raises(UserError, match=message):
         suite_from_dict(doc, "bad.toml", {})
+
+
+def test_a_typo_in_a_setting_left_out_by_setting_is_still_an_error(tmp_path, capsys):
+    """`ganbench run --setting A` checks the names of every setting of the file, not only A's: a
+    misspelt loss elsewhere is refused in one line, exit 2, before anything is written. The same
+    label on two datasets is one setting of a matrix, not a repeat."""
+    from ganbench.cli import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('seeds = [0]\n[defaults]\nmodel = "mlp"\nsteps = 2\nwidth = 8\ndepth = 1\nbatch_size = 16\n'
+                     '[matrix]\ndataset = ["ring8", "grid25"]\n'
+                     '[[settings]]\nlabel = "good"\nloss = "ns"\n[[settings]]\nlabel = "typo"\nloss = "wgn"\n')
+    out = tmp_path / "res"
+    assert main(["run", "--suite", str(suite), "--setting", "good", "--out", str(out), "--no-progress", "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{suite}: setting 'typo': unknown loss 'wgn'" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    suite.write_text(suite.read_text().replace('"wgn"', '"wgan"'))
+    assert main(["run", "--suite", str(suite), "--setting", "good", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
+    assert {(r["label"], r["dataset"]) for r in load_rows(out)} == {("good", "ring8"), ("good", "grid25")}
 
 
 def test_bundled_suites_load():

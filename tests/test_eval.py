@@ -133,6 +133,7 @@ def test_eval_samples_below_a_metric_s_minimum_is_refused_before_training(tmp_pa
     (np.zeros((10, 2), dtype=np.float32), "needs 2500 samples, got 10"),
     ({"a": np.zeros((2500, 2)), "b": np.zeros((2500, 2))}, "holds arrays ['a', 'b']; name the samples array 'samples'"),
     ({}, "holds no arrays"),
+    (np.full((2500, 2), "0.5"), "samples must be uint8 or float, got <U3"),
 ])
 def test_bad_npz_is_a_clear_error(tmp_path, capsys, array, message):
     np.savez(tmp_path / "bad.npz", **(array if isinstance(array, dict) else {"samples": array}))  # dict: named arrays
@@ -141,6 +142,29 @@ def test_bad_npz_is_a_clear_error(tmp_path, capsys, array, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_damaged_npz_and_a_generator_that_is_no_callable_are_clear_errors(tmp_path, capsys):
+    """A truncated .npz (a copy cut short) and a FILE.py:NAME that names a number are refused in one
+    line, exit 2, with nothing written."""
+    np.savez(tmp_path / "good.npz", samples=np.zeros((2500, 2), dtype=np.float32))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:500])
+    (tmp_path / "gens.py").write_text("X = 3\n")
+    out = tmp_path / "res"
+    for argv, message in [
+        (["--samples", str(tmp_path / "cut.npz")], f"{tmp_path / 'cut.npz'}: not a readable .npz file (BadZipFile)"),
+        (["--generator", f"{tmp_path / 'gens.py'}:X", "--z-dim", "2"],
+         f"{tmp_path / 'gens.py'}:X: X is not callable (int); name a module or a function"),
+    ]:
+        assert main(["eval", "--dataset", "ring8", *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+    out.mkdir()  # a results folder with a corrupt line: refused before anything is appended after it
+    (out / "results.jsonl").write_text("not json\n")
+    assert main(["eval", "--dataset", "ring8", "--samples", str(tmp_path / "good.npz"), "--out", str(out)]) == 2
+    assert "results.jsonl:1: not a JSON row" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == "not json\n"
 
 
 def test_callable_and_torchscript_generators(tmp_path):

@@ -131,6 +131,26 @@ def test_missing_folder_or_file_is_a_user_error(tmp_path):
         store.load_rows(tmp_path)
 
 
+@pytest.mark.parametrize("line", ["[1, 2]", "null", "42", '"x"', '{"a": 1}', '{"metric": "modes", "final": true}',
+                                  '{"run_id": 7, "metric": "modes"}'])
+def test_a_line_that_is_no_result_row_is_a_user_error(tmp_path, capsys, line):
+    """Valid JSON that is not a row (not an object, or without a string run_id and metric) is refused
+    with its line number, as a line that is not JSON is, not skipped or left to fail later: `ganbench
+    table` exits 2 with that one line."""
+    from ganbench.cli import main
+
+    good = {"run_id": "r0", "metric": "modes", "final": True}
+    (tmp_path / store.RESULTS).write_text(json.dumps(good) + "\n" + line + "\n")
+    with pytest.raises(UserError, match=r"results.jsonl:2: not a result row \(a JSON object with string fields "
+                                        r"run_id, metric\)$"):
+        store.load_rows(tmp_path)
+    assert main(["table", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "results.jsonl:2: not a result row" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / store.RESULTS).write_text(json.dumps(good) + "\n")
+    assert store.load_rows(tmp_path) == [good]
+
+
 def test_environment_records_versions():
     import torch
 

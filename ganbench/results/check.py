@@ -45,6 +45,10 @@ def baseline_from(df: pd.DataFrame) -> dict:
     """A baseline document from result rows: one entry per setting x metric x protocol, with the
     value of every finished seed (in seed order) and the count of diverged ones."""
     s = _summary(df, "the results")
+    for _, r in s.iterrows():  # a baseline entry without them could never be matched or read back
+        if missing := [k for k in KEYS if not isinstance(r[k], str)]:
+            raise UserError(f"the results: rows of metric {r['metric']!r} have no {' or '.join(missing)}; "
+                            "not rows that ganbench wrote")
     values = seed_values(df)
     entries = [{k: r[k] for k in KEYS} | {"higher_is_better": bool(r["higher_is_better"]),
                "mean": _num(r["mean"]), "std": _num(r["std"]), "n": int(r["n"]), "diverged": int(r["diverged"]),

@@ -74,6 +74,9 @@ def _drop_torn_tail(fd: int, path: Path) -> int:
     return end
 
 
+ROW_KEYS = ("run_id", "metric")  # what every reader of a row looks up
+
+
 def load_rows(out: Path) -> list[dict]:
     """Every row of a results folder. A missing folder or file is a user error."""
     path = Path(out) / RESULTS
@@ -87,9 +90,13 @@ def load_rows(out: Path) -> list[dict]:
             if not line.endswith("\n"):
                 break  # a line still being written by another process
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"{path}:{lineno}: not a JSON row") from None
+            if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ROW_KEYS)):
+                raise UserError(f"{path}:{lineno}: not a result row (a JSON object with string fields "
+                                f"{', '.join(ROW_KEYS)})")
+            rows.append(row)
     return rows
 
 

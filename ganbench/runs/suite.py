@@ -19,12 +19,23 @@ from ganbench.errors import UserError
 from ganbench.evaluate import preflight, resolve_metrics
 from ganbench.features import FEATURES
 from ganbench.losses import LOSSES
+from ganbench.metrics import METRICS
 from ganbench.models import MODELS
 from ganbench.results.store import finished_run_ids
 from ganbench.runs import pool, ray
 from ganbench.runs.one import Outcome, RunOptions, check_models, record, run_guarded
 from ganbench.runs.pool import Executor
 from ganbench.runs.tensorboard import require as require_tensorboard
+
+
+def check_names(suite: Suite) -> None:
+    """The model, loss, dataset and metric names of every setting: cheap (no data or weights are
+    looked at), so a part of a suite (--setting) still refuses a file with a typo in another part."""
+    for label, cfg in suite.settings:
+        try:
+            MODELS[cfg.model], LOSSES[cfg.loss], DATASETS[cfg.dataset], [METRICS[m] for m in cfg.metrics]
+        except UserError as e:
+            raise UserError(f"{suite.path or suite.name}: setting {label!r}: {e}") from None
 
 
 def validate_suite(suite: Suite) -> None:
