@@ -44,7 +44,7 @@ from ganbench.results.tables import render, render_published
 from ganbench.runs.one import RunOptions, evaluate_samples
 from ganbench.runs.pool import ENV_JOBS, Executor, auto_jobs
 from ganbench.runs.ray import require_ray
-from ganbench.runs.suite import check_names, run_suite, validate_suite
+from ganbench.runs.suite import run_suite, validate_suite, warn_names
 from ganbench.runs.tensorboard import require as require_tensorboard
 from ganbench.runs.torchrun import check_suite
 from ganbench.samples import check_eval_overrides, load_source
@@ -194,8 +194,9 @@ def _suite_from_args(args):
             raise UserError("--setting selects settings of a suite; it takes no --model/--loss/--dataset")
         return single_setting_suite({**single, **overrides}, args.seeds or [0])
     suite = load_suite(args.suite or "quick", overrides, args.seeds)
-    check_names(suite)  # the settings --setting leaves out too: a typo anywhere in the file is an error
-    return select_settings(suite, args.setting)
+    part = select_settings(suite, args.setting)
+    warn_names(suite, part)  # a typo in a setting that --setting leaves out: a warning
+    return part
 
 
 @contextlib.contextmanager

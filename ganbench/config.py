@@ -345,6 +345,7 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: repeated seed in {seeds!r}")
     settings: list[tuple[str, RunConfig]] = []
+    entries_of: list[int] = []  # the entry each setting came from
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise UserError(f"{where}: settings[{i}] must be a table")
@@ -369,12 +370,16 @@ def suite_from_dict(doc: dict, where: str, overrides: dict, seeds: list[int] | N
                 raise UserError(f"{where}: {place}: {e}") from None
             name = label or default_label(values)
             settings.append((name, cfg))
+            entries_of.append(i)
     ids = [cfg.run_id for _, cfg in settings]
     if len(set(ids)) != len(ids):
         raise UserError(f"{where}: two settings give the same config")
-    named = [(label, cfg.dataset) for label, cfg in settings]  # what tables, checks and --baseline go by
-    if twice := next((k for k in named if named.count(k) > 1), None):
-        raise UserError(f"{where}: two settings are labelled {twice[0]!r} on {twice[1]!r}; give each its own label")
+    entry_of: dict[tuple[str, str], int] = {}  # (label, dataset) -> the [[settings]] entry it came from
+    for i, (label, cfg) in zip(entries_of, settings):
+        j = entry_of.setdefault((label, cfg.dataset), i)
+        if j != i:  # (one entry that a matrix sweeps over more than the dataset repeats its label: allowed)
+            raise UserError(f"{where}: settings[{j}] and settings[{i}] are both labelled {label!r} on "
+                            f"{cfg.dataset!r}; give each its own label")
     protocol = doc.get("protocol", {})
     deviations = doc.get("deviations", [])
     if not isinstance(protocol, dict) or not all(isinstance(v, str) for v in protocol.values()):

@@ -53,6 +53,10 @@ _ELSEWHERE = {"dataset": "give it with --dataset",
 NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
+def _npz_error(e: Exception) -> str:
+    return "damaged compressed data" if isinstance(e, zlib.error) else type(e).__name__
+
+
 def eval_fields() -> tuple[str, ...]:
     """``EVAL_FIELDS`` and the config fields registered metrics depend on, sorted."""
     return tuple(sorted({*EVAL_FIELDS, *(k for m in METRICS.values() for k in m.config)}))
@@ -150,7 +154,7 @@ def load_npz_labelled(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor,
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except NPZ_ERRORS as e:
-        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+        raise UserError(f"{path}: not a readable .npz file ({_npz_error(e)})") from None
     return to_model_range(arr, shape, str(path)), labels
 
 
@@ -230,7 +234,7 @@ def load_callable(spec: str):
         raise UserError(f"{target} has no attribute {name!r}")
     obj = getattr(module, name)
     if not callable(obj):
-        raise UserError(f"{spec}: {name} is not callable ({type(obj).__name__}); name a module or a function")
+        raise UserError(f"{spec}: {name} is not callable ({type(obj).__name__}); name an nn.Module, a class or a function")
     return obj
 
 
@@ -351,7 +355,7 @@ def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tens
     except UserError:
         raise
     except NPZ_ERRORS as e:
-        raise UserError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+        raise UserError(f"{path}: not a readable .npz file ({_npz_error(e)})") from None
     if ab is None:
         return load_npz(path, shape), None, "npz"
     return (to_model_range(ab, shape, f"{path} (ab)"),

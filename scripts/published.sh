@@ -14,9 +14,9 @@
 #          --checkpoint-every N
 #                       steps between a run's checkpoints (default: a tenth of the run), so a
 #                       stopped part loses at most that much
-#          --seeds S    train only these seeds of each part (0,1,2 or 0-4; default: the suite's),
-#                       for a stretch that must end on a run's last step; the tables always take
-#                       every finished seed
+#          --seeds S    train only these of the suites' seeds (0,1,2 or 0-4; default: all), for a
+#                       stretch that must end on a run's last step; the tables always take every
+#                       finished seed of the suite
 #
 # Writes OUT/published.md (the verdict table of every suite, the suites' scale and deviations, and
 # the wall time of each part), OUT/published.csv (every number behind the verdicts),
@@ -57,6 +57,25 @@ done
 ganbench=${GANBENCH:-ganbench}
 python=${PYTHON:-$(dirname "$(command -v "$ganbench")")/python}
 [ -x "$python" ] || python=python3
+if [ -n "$train" ] && [ ${#seeds[@]} -gt 0 ]; then  # seeds outside a suite's would train runs no table shows
+    for part in "${parts[@]}"; do
+        "$python" - "${part%%:*}" "${seeds[1]}" <<'PY' || exit 2
+import argparse
+import sys
+from ganbench.cli import _seeds
+from ganbench.config import load_suite
+from ganbench.errors import UserError
+try:
+    suite = load_suite(sys.argv[1])
+    extra = sorted(set(_seeds(sys.argv[2])) - set(suite.seeds))
+except (argparse.ArgumentTypeError, UserError) as e:  # a malformed list, an unknown suite
+    sys.exit(f"published.sh: --seeds {sys.argv[2]!r}: {e}")
+if extra:
+    sys.exit(f"published.sh: --seeds {sys.argv[2]!r}: suite {suite.name} has no seed {', '.join(map(str, extra))} "
+             f"(its seeds: {', '.join(map(str, suite.seeds))})")
+PY
+    done
+fi
 mkdir -p "$work" "$out"
 timings=$out/published-timings.csv
 [ -f "$timings" ] || echo "date,suite,setting,seconds,runs_finished,runs_total,cpus,jobs" > "$timings"
@@ -85,7 +104,7 @@ if [ -n "$train" ]; then
         [ "$before" -lt "$total" ] || { echo "$part: all $total runs finished"; continue; }
         start=$(date +%s)
         "$ganbench" run --suite "$suite" $(printf -- '--setting %s ' ${setting//,/ }) --out "$work/$suite" --resume --no-progress \
-            --jobs "$jobs" --threads 1 --checkpoint-every "$every" "${seeds[@]}" || echo "$part: stopped, or some runs failed (recorded in the folder)"
+            --jobs "$jobs" --threads 1 --checkpoint-every "$every" ${seeds[@]+"${seeds[@]}"} || echo "$part: stopped, or some runs failed (recorded in the folder)"
         read -r after total < <(count "$suite" "$setting" "$work/$suite")
         echo "$(date -u +%FT%TZ),$suite,${setting//,/+},$(( $(date +%s) - start )),$after,$total,$(nproc --all),$jobs" >> "$timings"
     done

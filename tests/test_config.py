@@ -120,6 +120,8 @@ def test_suite_matrix_settings_and_seeds():
     assert [c.seed for _, c in runs[:2]] == [3, 4]
     assert all(c.steps == 20 and c.lr_g == 2e-4 for _, c in runs)  # --set beats the file
     assert suite_from_dict(doc, "t.toml", {}, seeds=[7]).seeds == (7,)
+    sweep = suite_from_dict({"matrix": {"lr_d": [1e-4, 1e-3]}, "settings": [{"loss": "ns"}]}, "t.toml", {})
+    assert [(lbl, c.lr_d) for lbl, c in sweep.settings] == [("mlp/ns", 1e-4), ("mlp/ns", 1e-3)]  # one entry swept
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -130,7 +132,9 @@ def test_suite_matrix_settings_and_seeds():
     ({"matrix": {"dataset": "ring8"}}, "must be a non-empty list"),
     ({"settings": [{"loss": "ns"}, {"loss": "ns"}]}, "same config"),
     ({"matrix": {"dataset": ["ring8", "grid25"]}, "settings": [{"loss": "ns", "label": "a"}, {"loss": "hinge", "label": "a"}]},
-     r"^bad.toml: two settings are labelled 'a' on 'ring8'; give each its own label$"),
+     r"^bad.toml: settings\[0\] and settings\[1\] are both labelled 'a' on 'ring8'; give each its own label$"),
+    ({"settings": [{"loss": "ns"}, {"loss": "ns", "lr_d": 0.01}]},  # default labels: mlp/ns twice
+     r"^bad.toml: settings\[0\] and settings\[1\] are both labelled 'mlp/ns' on 'ring8'; give each its own label$"),
     ({"defaults": {"steps": 0}, "settings": [{}]}, "'steps' must be > 0"),
     ({"defaults": {"steps": 10}}, "the suite has no settings"),
 ])
@@ -139,10 +143,11 @@ def test_bad_suites(doc, message):
         suite_from_dict(doc, "bad.toml", {})
 
 
-def test_a_typo_in_a_setting_left_out_by_setting_is_still_an_error(tmp_path, capsys):
-    """`ganbench run --setting A` checks the names of every setting of the file, not only A's: a
-    misspelt loss elsewhere is refused in one line, exit 2, before anything is written. The same
-    label on two datasets is one setting of a matrix, not a repeat."""
+def test_a_typo_in_a_setting_left_out_by_setting_is_a_warning(tmp_path, capsys):
+    """`ganbench run --setting A` checks the names of every setting of the file: a misspelt loss in
+    a setting it leaves out is a one-line warning (the part runs: it may need no plug-in that another
+    setting needs), one in A itself an error, exit 2, before anything is written. The same label on
+    two datasets is one setting of a matrix, not a repeat."""
     from ganbench.cli import main
 
     suite = tmp_path / "s.toml"
@@ -150,12 +155,14 @@ def test_a_typo_in_a_setting_left_out_by_setting_is_still_an_error(tmp_path, cap
                      '[matrix]\ndataset = ["ring8", "grid25"]\n'
                      '[[settings]]\nlabel = "good"\nloss = "ns"\n[[settings]]\nlabel = "typo"\nloss = "wgn"\n')
     out = tmp_path / "res"
-    assert main(["run", "--suite", str(suite), "--setting", "good", "--out", str(out), "--no-progress", "--jobs", "1"]) == 2
+    assert main(["run", "--suite", str(suite), "--setting", "typo", "--out", str(out), "--no-progress", "--jobs", "1"]) == 2
     err = capsys.readouterr().err
-    assert f"{suite}: setting 'typo': unknown loss 'wgn'" in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()
-    suite.write_text(suite.read_text().replace('"wgn"', '"wgan"'))
+    assert "unknown loss 'wgn'" in err and len(err.strip().splitlines()) == 1 and not out.exists()
     assert main(["run", "--suite", str(suite), "--setting", "good", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()  # once, though the matrix makes two settings of it
+    assert line.startswith(f"ganbench: warning: {suite}: setting 'typo', which --setting leaves out: unknown loss "
+                           "'wgn'; did you mean 'wgan'") and line.endswith("; a plug-in's names need its --plugin")
     assert {(r["label"], r["dataset"]) for r in load_rows(out)} == {("good", "ring8"), ("good", "grid25")}
 
 

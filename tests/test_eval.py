@@ -154,7 +154,7 @@ def test_damaged_npz_and_a_generator_that_is_no_callable_are_clear_errors(tmp_pa
     for argv, message in [
         (["--samples", str(tmp_path / "cut.npz")], f"{tmp_path / 'cut.npz'}: not a readable .npz file (BadZipFile)"),
         (["--generator", f"{tmp_path / 'gens.py'}:X", "--z-dim", "2"],
-         f"{tmp_path / 'gens.py'}:X: X is not callable (int); name a module or a function"),
+         f"{tmp_path / 'gens.py'}:X: X is not callable (int); name an nn.Module, a class or a function"),
     ]:
         assert main(["eval", "--dataset", "ring8", *argv, "--out", str(out)]) == 2
         err = capsys.readouterr().err

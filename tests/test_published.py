@@ -379,6 +379,24 @@ def test_published_script_trains_the_parts_given_and_only_the_seeds_given(tmp_pa
         ["paper-pacgan-2d", "pacgan2", 0, 20, 2]]
 
 
+@pytest.mark.parametrize("seeds, message", [
+    ("10", "published.sh: --seeds '10': suite paper-pacgan-2d has no seed 10 (its seeds: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"),
+    ("2-x", "published.sh: --seeds '2-x': expected seeds like 0,1,2 or 0-4, got '2-x'"),
+])
+def test_published_script_refuses_seeds_outside_the_suite(tmp_path, seeds, message):
+    """--seeds outside a suite's seeds would train runs that no table shows: exit 2, nothing run or recorded."""
+    log = tmp_path / "argv"
+    fake = tmp_path / "ganbench"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {log}\n')
+    fake.chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"
+    env = {**os.environ, "GANBENCH": str(fake), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+                           "--seeds", seeds, "paper-pacgan-2d:pacgan2"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [message]
+    assert not log.exists() and not (tmp_path / "out" / "published-timings.csv").exists()
+
+
 def _published_script(work: Path, out: Path) -> str:
     """scripts/published.sh --tables-only on a work folder; returns its published.md."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "published.sh"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -28,14 +29,22 @@ from ganbench.runs.pool import Executor
 from ganbench.runs.tensorboard import require as require_tensorboard
 
 
-def check_names(suite: Suite) -> None:
-    """The model, loss, dataset and metric names of every setting: cheap (no data or weights are
-    looked at), so a part of a suite (--setting) still refuses a file with a typo in another part."""
+def warn_names(suite: Suite, part: Suite) -> None:
+    """The model, loss, dataset and metric names of the settings of ``suite`` that ``part`` (its
+    ``--setting`` selection) leaves out: an unknown one is a warning on stderr, one line per setting
+    (``validate_suite`` refuses bad names in the part itself). A typo elsewhere in the file shows up
+    before that part is run, while a part that needs no plug-in still runs without it."""
+    chosen = {label for label, _ in part.settings}
+    warned = set()
     for label, cfg in suite.settings:
+        if label in chosen or label in warned:
+            continue
         try:
             MODELS[cfg.model], LOSSES[cfg.loss], DATASETS[cfg.dataset], [METRICS[m] for m in cfg.metrics]
         except UserError as e:
-            raise UserError(f"{suite.path or suite.name}: setting {label!r}: {e}") from None
+            warned.add(label)
+            print(f"ganbench: warning: {suite.path or suite.name}: setting {label!r}, which --setting leaves out: {e}; "
+                  "a plug-in's names need its --plugin", file=sys.stderr)
 
 
 def validate_suite(suite: Suite) -> None:
