@@ -8,7 +8,6 @@ Images become float32 (N, C, H, W) in [-1, 1] (uint8 x -> x / 127.5 - 1, never m
 from __future__ import annotations
 
 import io
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -48,12 +47,10 @@ EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples
 _ELSEWHERE = {"dataset": "give it with --dataset",
               "z_dim": "give it with --z-dim (TorchScript files and callables; a checkpoint has its own)"}
 
-# what reading a damaged or truncated .npz raises (a truncated one is no zip file; a torn member
-# fails to inflate or ends early)
-NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
-
-
 def _npz_error(e: Exception) -> str:
+    """What is wrong with a damaged .npz, from what reading it raised: a truncated file is no zip
+    (BadZipFile), a torn member fails to inflate (zlib) or ends early (EOFError), a damaged array
+    header fails to parse (ValueError, SyntaxError, tokenize's TokenError)."""
     return "damaged compressed data" if isinstance(e, zlib.error) else type(e).__name__
 
 
@@ -153,7 +150,7 @@ def load_npz_labelled(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor,
         raise
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
-    except NPZ_ERRORS as e:
+    except Exception as e:  # noqa: BLE001 - a user's file: whatever its damage trips in numpy or zipfile
         raise UserError(f"{path}: not a readable .npz file ({_npz_error(e)})") from None
     return to_model_range(arr, shape, str(path)), labels
 
@@ -354,7 +351,7 @@ def _stored_translations(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tens
                 ab, ba = None, None
     except UserError:
         raise
-    except NPZ_ERRORS as e:
+    except Exception as e:  # noqa: BLE001 - a user's file: whatever its damage trips in numpy or zipfile
         raise UserError(f"{path}: not a readable .npz file ({_npz_error(e)})") from None
     if ab is None:
         return load_npz(path, shape), None, "npz"

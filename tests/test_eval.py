@@ -167,6 +167,27 @@ def test_damaged_npz_and_a_generator_that_is_no_callable_are_clear_errors(tmp_pa
     assert (out / "results.jsonl").read_text() == "not json\n"
 
 
+def test_every_damage_to_an_npz_is_a_user_error(tmp_path):
+    """Each byte of a compressed .npz flipped, and the file cut at each length: it loads (a byte that
+    does not matter) or is refused as unreadable, naming the damage, and never raises anything else
+    (a damaged array header trips numpy's tokenizer, a damaged member zlib)."""
+    from ganbench.errors import UserError
+    from ganbench.samples import load_npz_labelled
+
+    np.savez_compressed(tmp_path / "good.npz", samples=np.zeros((2500, 2), dtype=np.float32))
+    good, bad = (tmp_path / "good.npz").read_bytes(), tmp_path / "bad.npz"
+    kinds = set()
+    for pos in range(len(good)):
+        for damaged in (good[:pos], good[:pos] + bytes([good[pos] ^ 0xFF]) + good[pos + 1:]):
+            bad.write_bytes(damaged)
+            try:
+                load_npz_labelled(bad, (2,))
+            except UserError as e:
+                assert str(e).startswith(f"{bad}: not a readable .npz file (")
+                kinds.add(str(e).rsplit("(", 1)[1])
+    assert {"BadZipFile)", "damaged compressed data)", "TokenError)"} <= kinds
+
+
 def test_callable_and_torchscript_generators(tmp_path):
     ring = DATASETS["ring8"]().means.float()
     plugin = tmp_path / "my_sampler.py"
