@@ -4,6 +4,7 @@ checked before any work is done for them."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -14,7 +15,11 @@ from ganbench.errors import UserError
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file stands where a folder of the path would be: name it
+        blocker = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder", str(path.parent)) from None
     fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:

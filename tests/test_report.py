@@ -132,6 +132,14 @@ def test_report_errors(results, tmp_path):
         write_report(tmp_path / "absent", tmp_path / "r.html")
     with pytest.raises(UserError, match="unknown report format"):
         write_report(results, tmp_path / "r.html", fmt="pdf")
+    (tmp_path / "afile").write_text("kept")  # a file where the report's folder would be made
+    with pytest.raises(UserError, match=f"^cannot write report {tmp_path}/afile/sub/r.html: {tmp_path}/afile is a file, "
+                                        "not a folder$"):
+        write_report(results, tmp_path / "afile" / "sub" / "r.html")
+    with pytest.raises(UserError, match=f"^cannot write report {tmp_path}/afile/r.html: {tmp_path}/afile is a file, "
+                                        "not a folder$"):
+        write_report(results, tmp_path / "afile" / "r.html")
+    assert (tmp_path / "afile").read_text() == "kept"
 
 
 def test_labels_with_dollar_signs_are_plain_text(tmp_path):
