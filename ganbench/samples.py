@@ -47,6 +47,7 @@ EVAL_FIELDS = ("resolution", "channels", "data_path", "eval_seed", "eval_samples
 _ELSEWHERE = {"dataset": "give it with --dataset",
               "z_dim": "give it with --z-dim (TorchScript files and callables; a checkpoint has its own)"}
 
+
 def _npz_error(e: Exception) -> str:
     """What is wrong with a damaged .npz, from what reading it raised: a truncated file is no zip
     (BadZipFile), a torn member fails to inflate (zlib) or ends early (EOFError), a damaged array
