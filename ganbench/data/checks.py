@@ -10,9 +10,13 @@ from ganbench.errors import UserError
 
 def to_model_range(x: np.ndarray | torch.Tensor, shape: tuple[int, ...], where: str) -> torch.Tensor:
     """uint8 or float samples -> float32 in the dataset's layout; images NHWC -> NCHW if needed."""
-    if not isinstance(x, torch.Tensor) and np.asarray(x).dtype.kind not in "biufc":  # strings, objects, dates
-        raise UserError(f"{where}: samples must be uint8 or float, got {np.asarray(x).dtype}")
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind not in "biufc":  # strings, objects, dates: no tensor dtype
+            raise UserError(f"{where}: samples must be uint8 or float, got {x.dtype}")
+        t = torch.as_tensor(x)
     if t.dtype == torch.uint8:
         t = t.float() / 127.5 - 1
     elif t.is_floating_point():

@@ -29,6 +29,12 @@ from ganbench.runs.pool import Executor
 from ganbench.runs.tensorboard import require as require_tensorboard
 
 
+def _named_parts(cfg: RunConfig):
+    """The registered model, loss and dataset class a config names, in that order: a UserError
+    naming the first unknown one. Looks at no data or weights."""
+    return MODELS[cfg.model], LOSSES[cfg.loss], DATASETS[cfg.dataset]
+
+
 def warn_names(suite: Suite, part: Suite) -> None:
     """The model, loss, dataset and metric names of the settings of ``suite`` that ``part`` (its
     ``--setting`` selection) leaves out: an unknown one is a warning on stderr, one line per setting
@@ -40,7 +46,7 @@ def warn_names(suite: Suite, part: Suite) -> None:
         if label in chosen or label in warned:
             continue
         try:
-            MODELS[cfg.model], LOSSES[cfg.loss], DATASETS[cfg.dataset], [METRICS[m] for m in cfg.metrics]
+            _named_parts(cfg), [METRICS[m] for m in cfg.metrics]
         except UserError as e:
             warned.add(label)
             print(f"ganbench: warning: {suite.path or suite.name}: setting {label!r}, which --setting leaves out: {e}; "
@@ -52,9 +58,7 @@ def validate_suite(suite: Suite) -> None:
     starts: any mistake raises a UserError while nothing has been trained or written."""
     computed = {}  # (label, dataset) -> names of the metrics the setting computes
     for label, cfg in suite.settings:
-        MODELS[cfg.model]
-        LOSSES[cfg.loss]
-        dataset = DATASETS[cfg.dataset](cfg)
+        dataset = _named_parts(cfg)[2](cfg)
         check_models(cfg, dataset)
         metrics = resolve_metrics(cfg.metrics, dataset)
         for m in metrics:
